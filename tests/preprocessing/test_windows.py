@@ -150,7 +150,11 @@ def test_split_long_sentences_on_msra(msra_sentences):
     assert n_split == sum(len(s) > 40 for s in msra_sentences) > 0
     assert all(1 <= len(p) <= 40 for p in pieces)
     assert "".join(p.text for p in pieces) == "".join(s.text for s in msra_sentences)
-    assert sum((p.tags for p in pieces), []) == sum((s.tags for s in msra_sentences), [])
+    kept, _ = split_long_sentences(msra_sentences, 40, repair=False)
+    assert sum((p.tags for p in kept), []) == sum((s.tags for s in msra_sentences), [])
+    joined = sum((p.tags for p in pieces), [])
+    changed = [i for i, (a, b) in enumerate(zip(joined, sum((s.tags for s in msra_sentences), []))) if a != b]
+    assert changed and all(joined[i].startswith("B-") for i in changed)
     unchanged, none_split = split_long_sentences(msra_sentences, 1000)
     assert none_split == 0 and unchanged == msra_sentences
 
@@ -178,3 +182,16 @@ def test_max_length_reproduces_the_reports_292_to_300():
     assert lengths.mean() + 3 * lengths.std() == pytest.approx(292)
     assert max_length_from_lengths(lengths) == 300
     assert max_length_from_lengths(np.array([100] * 10), sigmas=3) == 100  # exact multiple stays
+
+
+def test_split_repairs_a_piece_that_starts_inside_an_entity():
+    from tfner.data.example import TaggedSentence
+    from tfner.preprocessing import split_long_sentences
+
+    s = TaggedSentence(list("中华人民共和国"), ["B-LOC"] + ["I-LOC"] * 6)
+    pieces, n = split_long_sentences([s], 4)
+    assert n == 1 and [p.tags[0] for p in pieces] == ["B-LOC", "B-LOC"]
+    kept, _ = split_long_sentences([s], 4, repair=False)
+    assert kept[1].tags[0] == "I-LOC"
+    e = TaggedSentence(list("abcdef"), ["B-X", "I-X", "I-X", "I-X", "E-X", "O"])
+    assert split_long_sentences([e], 4)[0][1].tags[0] == "S-X"

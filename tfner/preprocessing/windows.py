@@ -181,17 +181,21 @@ def split_long_sentences(
     sentences,
     max_length,
     punctuation=DEFAULT_PUNCTUATION,
+    repair=True,
 ) -> tuple:
     """Splits training sentences longer than ``max_length`` at punctuation (see :func:`window_spans`).
 
     Tags and every feature layer are split alongside the characters. A piece keeps its sentence's
     ``source``. Entities cut by a split point (the first tag of a piece continues an entity) are
-    counted and logged as a warning; their tags are left as they are.
+    counted and logged as a warning. With ``repair=True`` (default) the piece's first tag is
+    turned into the entity's begin form (``I-X``/``M-X`` -> ``B-X``, ``E-X`` -> ``S-X``), so a
+    constrained CRF does not see an impossible gold path; with ``False`` it is left as it is.
 
     Args:
         sentences: list of ``TaggedSentence``.
         max_length: the longest piece.
         punctuation: characters a piece may end after.
+        repair: rewrite a piece's first tag when it continues a cut entity (see above).
 
     Returns:
         ``(pieces, n_split)``: the new list (short sentences unchanged, in order) and how many
@@ -216,14 +220,17 @@ def split_long_sentences(
         n_split += 1
         n_pieces += len(spans)
         for start, end in spans:
-            if start > 0 and sentence.tags and _continues_entity(sentence.tags[start]):
+            tags = list(sentence.tags[start:end]) if sentence.tags else []
+            if start > 0 and tags and _continues_entity(tags[0]):
                 crossing += 1
                 if first_crossing is None:
                     first_crossing = f"{sentence.source or '<sentence>'} at character {start}"
+                if repair:
+                    tags[0] = ("S" if tags[0][0] == "E" else "B") + tags[0][1:]
             pieces.append(
                 TaggedSentence(
                     chars=list(sentence.chars[start:end]),
-                    tags=list(sentence.tags[start:end]) if sentence.tags else [],
+                    tags=tags,
                     features={name: list(values[start:end]) for name, values in sentence.features.items()},
                     source=sentence.source,
                 )
@@ -238,8 +245,9 @@ def split_long_sentences(
         )
     if crossing:
         logger.warning(
-            "%d entities cross a split point (kept as is, the piece starts inside the entity); first: %s",
+            "%d entities cross a split point (%s); first: %s",
             crossing,
+            "the piece's first tag made a begin tag" if repair else "kept as is",
             first_crossing,
         )
     return pieces, n_split

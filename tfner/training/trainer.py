@@ -234,7 +234,7 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
                                     update_freq=50),
     ]
     tagger.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
-               callbacks=callbacks, verbose=config.verbose)
+               callbacks=callbacks, verbose=config.verbose, shuffle=False)
 
     history = _read_history(history_path)
     best_f1 = None
@@ -264,7 +264,7 @@ def _read_history(path):
     rows = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""})
+            rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in ("", "NA")})
     return rows
 
 

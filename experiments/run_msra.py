@@ -1,0 +1,229 @@
+"""Paper A: ALBERT-BiLSTM-CRF on MSRA (Tables 3 and 4), with the rows it compares against.
+
+    python experiments/run_msra.py                          # paper hyper-parameters, all rows
+    python experiments/run_msra.py --max-steps 300 --train-fraction 0.2   # a short run, same code
+    python experiments/run_msra.py --config experiments/configs/msra_quick.json
+
+Rows are tfner presets: char-bilstm-crf (no pretraining), bert-softmax ("BERT fine-tuning"),
+bert-bilstm-crf, albert-softmax ("ALBERT fine-tuning"), albert-bilstm-crf (the paper's model).
+When a paper encoder cannot be had (no hub here), the script says so and uses the offline encoder;
+every row is labelled with the encoder actually used. Results go to results/msra/<run>/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tfner.training.experiment import parse_args  # noqa: E402
+
+logger = logging.getLogger("tfner.experiment.msra")
+
+PAPER_TABLE3 = {  # ALBERT-BiLSTM-CRF per type, P/R/F1 (%)
+    "PER": (97.87, 96.40, 97.13), "LOC": (97.36, 90.72, 93.92), "ORG": (96.69, 93.61, 95.13)}
+PAPER_TABLE4 = {  # P/R/F1 (%)
+    "lattice-lstm-crf": ("Lattice-LSTM-CRF", 93.57, 92.79, 93.18),
+    "bert-softmax": ("BERT fine-tuning", 96.68, 96.01, 96.33),
+    "albert-softmax": ("ALBERT fine-tuning", 95.15, 94.11, 94.62),
+    "bert-bilstm-crf": ("BERT-BiLSTM-CRF", 97.92, 96.88, 97.40),
+    "albert-bilstm-crf": ("ALBERT-BiLSTM-CRF", 97.38, 93.16, 95.22),
+    "char-bilstm-crf": ("(in-house non-pretrained reference; paper: Lattice-LSTM-CRF)", None, None, None),
+}
+ALL_ROWS = "char-bilstm-crf,bert-softmax,bert-bilstm-crf,albert-softmax,albert-bilstm-crf"
+
+
+@dataclasses.dataclass
+class MsraArgs:
+    """Reproduce paper A (ALBERT-BiLSTM-CRF on MSRA)."""
+
+    rows: str = dataclasses.field(default=ALL_ROWS, metadata={"help": "comma-separated presets"})
+    bert_encoder: str = dataclasses.field(
+        default="bert-base-chinese",
+        metadata={"help": "encoder of the BERT rows: HF dir, TF1 checkpoint dir or hub id"})
+    albert_encoder: str = dataclasses.field(
+        default="albert_base_zh",
+        metadata={"help": "encoder of the ALBERT rows (paper: brightmart albert_base_zh TF1 checkpoint)"})
+    offline_encoder: str = dataclasses.field(
+        default="", metadata={"help": "used when a paper encoder is unavailable (default: "
+                                      "../shared/encoders/tiny-bert-zh-L2-H128 or $TFNER_ENCODER_DIR)"})
+    data_dir: str = dataclasses.field(default="", metadata={"help": "corpus root (default: resolver)"})
+    epochs: int = dataclasses.field(default=3, metadata={"help": "maximum epochs"})
+    max_steps: int | None = dataclasses.field(default=None, metadata={"help": "cap on optimizer steps per row"})
+    steps_per_epoch: int | None = dataclasses.field(
+        default=None, metadata={"help": "steps between dev evaluations (default: one pass)"})
+    train_fraction: float = dataclasses.field(default=1.0, metadata={"help": "fraction of train used"})
+    test_fraction: float = dataclasses.field(default=1.0, metadata={"help": "fraction of test scored"})
+    dev_size: int = dataclasses.field(
+        default=2000, metadata={"help": "sentences held out of train for early stopping (MSRA has no dev)"})
+    batch_size: int = dataclasses.field(default=64, metadata={"help": "paper: 64"})
+    max_length: int = dataclasses.field(
+        default=128, metadata={"help": "paper: 128; 0 = mean + 3 sigma of train lengths"})
+    encoder_lr: float = dataclasses.field(default=2e-5, metadata={"help": "paper: 2e-5"})
+    head_lr: float = dataclasses.field(default=1e-3, metadata={"help": "BiLSTM / embeddings / emissions"})
+    crf_lr: float | None = dataclasses.field(default=None, metadata={"help": "CRF transitions (default head_lr)"})
+    warmup_fraction: float = 0.1
+    dropout: float = dataclasses.field(default=0.1, metadata={"help": "paper: 0.1"})
+    context_units: int = dataclasses.field(default=128, metadata={"help": "BiLSTM units per direction"})
+    char_embedding_dim: int = 128
+    patience: int = 3
+    seed: int = 42
+    output_dir: str = "results/msra"
+    run_name: str = dataclasses.field(default="", metadata={"help": "default: derived from the arguments"})
+    verbose: int = 2
+
+    def __post_init__(self):
+        unknown = [r for r in self.row_list() if r not in PAPER_TABLE4 or r == "lattice-lstm-crf"]
+        if unknown:
+            raise ValueError(f"unknown rows {unknown}; choose from {ALL_ROWS}")
+        if not 0 < self.train_fraction <= 1 or not 0 < self.test_fraction <= 1:
+            raise ValueError("fractions must be in (0, 1]")
+
+    def row_list(self):
+        return [r.strip() for r in self.rows.split(",") if r.strip()]
+
+
+def main(argv=None):
+    args = parse_args(MsraArgs, argv)
+    import keras
+
+    from tfner.data import LabelVocabulary, corpus_stats, read_msra
+    from tfner.encoders import default_encoder_path
+    from tfner.evaluation import entity_scores
+    from tfner.models import build_tagger, parameter_counts, predict_tags
+    from tfner.preprocessing import encode_corpus, max_length_from_lengths, split_long_sentences
+    from tfner.training import TrainConfig, fit_tagger
+    from tfner.training.experiment import load_encoder_or_fallback, prepare_run_dir, write_json
+    from tfner.evaluation.reports import msra_tables, plot_dev_curves
+
+    run_name = args.run_name or _default_run_name(args)
+    run_dir = prepare_run_dir(args.output_dir, run_name, args)
+    offline = args.offline_encoder or str(default_encoder_path())
+
+    # --- data ---------------------------------------------------------------------------------
+    data_dir = args.data_dir or None
+    train_all = read_msra("train", data_dir=data_dir)
+    test = read_msra("test", data_dir=data_dir)
+    rng = _rng(args.seed)
+    order = rng.permutation(len(train_all))
+    dev = [train_all[i] for i in order[:args.dev_size]]
+    train = [train_all[i] for i in order[args.dev_size:]]
+    if args.train_fraction < 1:
+        train = train[:max(1, int(len(train) * args.train_fraction))]
+    if args.test_fraction < 1:
+        test = test[:max(1, int(len(test) * args.test_fraction))]
+    labels = LabelVocabulary.from_types(["LOC", "ORG", "PER"], "BIO")
+    max_length = args.max_length or max_length_from_lengths([len(s) for s in train])
+    train, n_split = split_long_sentences(train, max_length)
+    data_info = {
+        "corpus": "MSRA (SIGHAN 2006, processed copy)",
+        "train": corpus_stats(train), "dev (held out of train)": corpus_stats(dev),
+        "test": corpus_stats(test), "max_length": max_length, "train_windows_split": n_split,
+    }
+    logger.info("data: %s", data_info)
+
+    # --- rows ---------------------------------------------------------------------------------
+    results = {}
+    used_encoders = {}
+    for row in args.row_list():
+        family = row.split("-")[0]
+        keras.utils.set_random_seed(args.seed)
+        encoder_used, note, bundle = None, None, None
+        if family in ("bert", "albert"):
+            spec = args.bert_encoder if family == "bert" else args.albert_encoder
+            bundle, note = load_encoder_or_fallback(spec, offline)
+            encoder_used = _encoder_label(bundle.source, spec if note else None)
+            twin = _same_model_already_run(row, encoder_used, used_encoders, results)
+            if twin:
+                logger.warning("%s: same encoder (%s) and head as %s: reusing its result",
+                               row, encoder_used, twin)
+                results[row] = dict(results[twin], reused_from=twin, note=note)
+                continue
+            used_encoders[row] = encoder_used
+        else:
+            encoder_used = "none (random character embeddings)"
+        logger.info("=== %s (encoder: %s) ===", row, encoder_used)
+        vocabulary = None
+        if bundle is None:
+            from tfner.preprocessing import CharTokenizer
+
+            vocabulary = CharTokenizer.from_vocab_file(os.path.join(offline, "vocab.txt")).vocabulary
+        tagger, tokenizer = build_tagger(
+            row, labels=labels.labels, encoder=bundle, vocabulary=vocabulary,
+            context_units=args.context_units, embedding_dim=args.char_embedding_dim,
+            dropout=args.dropout)
+        params = parameter_counts(tagger)
+        corpus = encode_corpus(train, tokenizer, labels)
+        config = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps,
+            steps_per_epoch=args.steps_per_epoch, encoder_lr=args.encoder_lr, head_lr=args.head_lr,
+            crf_lr=args.crf_lr, warmup_fraction=args.warmup_fraction, patience=args.patience,
+            seed=args.seed, eval_max_length=max_length, verbose=args.verbose)
+        start = time.perf_counter()
+        result = fit_tagger(tagger, corpus, dev, tokenizer, config, run_dir / row)
+        train_seconds = time.perf_counter() - start
+        pred = predict_tags(tagger, test, tokenizer=tokenizer, max_length=max_length)
+        scores = entity_scores([s.tags for s in test], pred, scheme="BIO")
+        logger.info("%s: test entity F1 %.4f", row, scores["f1"])
+        results[row] = {
+            "encoder": encoder_used, "note": note, "parameters": params,
+            "steps_trained": result.steps_trained, "epochs_run": len(result.history),
+            "seconds_per_epoch": result.seconds_per_epoch, "train_wall_seconds": train_seconds,
+            "best_dev_f1": result.best_dev_f1, "history": result.history, "test": scores,
+        }
+        write_json(run_dir / "metrics.json", {"data": data_info, "rows": results})
+
+    # --- tables and figures ---------------------------------------------------------------------
+    write_json(run_dir / "metrics.json", {"data": data_info, "rows": results})
+    table3, table4 = msra_tables(results, PAPER_TABLE3, PAPER_TABLE4, data_info, args)
+    (run_dir / "table3.md").write_text(table3, encoding="utf-8")
+    (run_dir / "table4.md").write_text(table4, encoding="utf-8")
+    plot_dev_curves({r: v["history"] for r, v in results.items() if "reused_from" not in v},
+                    run_dir / "dev_f1.png", title=f"MSRA dev entity F1 ({run_name})")
+    print(table4)
+    print(table3)
+    logger.info("wrote %s", run_dir)
+    return results
+
+
+def _same_model_already_run(row, encoder_used, used_encoders, results):
+    head = row.split("-", 1)[1]
+    for other, enc in used_encoders.items():
+        if other != row and enc == encoder_used and other.split("-", 1)[1] == head and other in results:
+            return other
+    return None
+
+
+def _encoder_label(source, substituted_for=None):
+    path = source.rstrip("/")
+    if path.endswith((".safetensors", ".bin", ".json")) or ".ckpt" in os.path.basename(path):
+        path = os.path.dirname(path)
+    name = os.path.basename(path) or source
+    return f"{name} (offline substitute for {substituted_for})" if substituted_for else name
+
+
+def _rng(seed):
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+def _default_run_name(args):
+    parts = []
+    if args.max_steps:
+        parts.append(f"steps{args.max_steps}")
+    else:
+        parts.append(f"ep{args.epochs}")
+    if args.train_fraction < 1:
+        parts.append(f"train{args.train_fraction:g}")
+    rows = args.row_list()
+    parts.append("all" if ",".join(rows) == ALL_ROWS else "+".join(rows))
+    return "_".join(parts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Context encoders (survey S, middle box): BiLSTM / BiGRU stacks, and the softmax decoder."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+CONTEXT_TYPES = ("bilstm", "bigru")
+
+
+@keras.saving.register_keras_serializable(package="tfner")
+class RecurrentContext(keras.layers.Layer):
+    """A stack of bidirectional LSTM or GRU layers that honours a padding mask.
+
+    Args:
+        cell: `"lstm"` or `"gru"`.
+        units: units per direction (output size is `2 * units`).
+        num_layers: stacked bidirectional layers.
+        dropout: dropout between stacked layers.
+
+    Example:
+    >>> import numpy as np
+    >>> layer = RecurrentContext("lstm", units=4)
+    >>> tuple(layer(np.zeros((2, 5, 3), "float32"), mask=np.ones((2, 5), bool)).shape)
+    (2, 5, 8)
+    """
+
+    def __init__(self, cell="lstm", units=128, num_layers=1, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        self.cell = cell
+        self.units = int(units)
+        self.num_layers = int(num_layers)
+        self.dropout = float(dropout)
+        rnn = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
+        self.rnns = [
+            keras.layers.Bidirectional(
+                rnn(self.units, return_sequences=True), name=f"bi{cell}_{i}")
+            for i in range(self.num_layers)
+        ]
+        self.dropouts = [keras.layers.Dropout(self.dropout) for _ in range(self.num_layers - 1)]
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for rnn in self.rnns:
+            rnn.build(shape)
+            shape = shape[:-1] + (2 * self.units,)
+        self.built = True
+
+    def call(self, inputs, mask=None, training=None):
+        x = inputs
+        if mask is not None:
+            mask = ops.cast(mask, "bool")
+        for i, rnn in enumerate(self.rnns):
+            if i > 0:
+                x = self.dropouts[i - 1](x, training=training)
+            x = rnn(x, mask=mask, training=training)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (2 * self.units,)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(cell=self.cell, units=self.units, num_layers=self.num_layers,
+                      dropout=self.dropout)
+        return config
+
+
+def build_context_layer(context, units=128, num_layers=1, dropout=0.0, name="context"):
+    """`"bilstm"` / `"bigru"` -> a `RecurrentContext`; `None` -> None."""
+    if context is None or context == "none":
+        return None
+    if context not in CONTEXT_TYPES:
+        raise ValueError(f"context must be one of {CONTEXT_TYPES} or None, got {context!r}")
+    return RecurrentContext(context[2:], units, num_layers, dropout=dropout, name=name)
+
+
+@keras.saving.register_keras_serializable(package="tfner")
+class SoftmaxDecoder(keras.layers.Layer):
+    """Argmax decoding of per-character tag scores (the "fine-tuning" rows' decoder).
+
+    `call(emissions [B, T, K], mask [B, T]) -> int32 [B, T]`, 0 at padded positions. Illegal
+    transitions in the output (e.g. O -> I-PER) are repaired afterwards by
+    `tfner.evaluation.repair_transitions`, the same reading seqeval uses.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, emissions, mask=None):
+        tags = ops.cast(ops.argmax(emissions, axis=-1), "int32")
+        if mask is not None:
+            tags = tags * ops.cast(mask, "int32")
+        return tags
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1]

@@ -1,0 +1,643 @@
+"""Linear-chain CRF as flat, backend-agnostic functions (``keras.ops`` only).
+
+The functions follow the semantics of tensorflow-addons ``tfa.text.crf`` so that tfa users feel at
+home: ``crf_sequence_score``, ``crf_log_norm``, ``crf_log_likelihood`` and ``crf_decode`` take the
+same arguments in the same order and return the same values. Notation used in the shapes:
+``B`` batch, ``T`` (padded) time, ``K`` number of tags; ``transition_params[i, j]`` scores tag
+``i`` followed by tag ``j``.
+
+Differences from tfa, all opt-in or stricter:
+
+- Every function accepts optional boundary potentials ``start_transitions`` and
+  ``end_transitions`` (``[K]`` each). ``start_transitions[y_0]`` is added to the score of the first
+  position and ``end_transitions[y_{L-1}]`` to the score of the last real position (``L`` is the
+  sequence length). With both ``None`` the results equal tfa's.
+- ``crf_log_likelihood`` never creates a variable: ``transition_params`` is required.
+- ``sequence_lengths`` may be ``None`` (every sequence is ``T`` long); use ``lengths_from_mask`` to
+  turn a left-aligned padding mask into lengths. Lengths above ``T`` are clipped to ``T``.
+- Length-0 sequences have score 0, log-norm 0, log-likelihood 0, best score 0 and decode to all
+  zeros; tags past a sequence's length are ignored when scoring and decode to tag ``0``.
+- 16-bit float inputs are computed in float32 (results are float32).
+- ``crf_marginals`` (forward-backward) and ``allowed_transitions`` / ``constrain_transitions``
+  (forbidden transitions of the BIO / BIOES / BIOS families) have no tfa counterpart.
+
+Implementation notes. Each dynamic programme is one ``keras.ops.scan`` over time (one
+``tf.while_loop`` in TensorFlow graph mode, one ``jax.lax.scan`` under JAX) with a vectorised
+``O(B K^2)`` step, and the scan runs over all sequences unmasked: the value at each sequence's last
+real position is gathered afterwards, so padded positions cost no per-step masking (their emissions
+must merely be finite). The scans run over ``T`` steps (the last one a dummy) rather than
+``T - 1``, since TensorFlow's ``ops.scan`` cannot stack an empty output when the batch size is
+dynamic. The forward algorithm takes its log-sum-exp as a matrix product in probability space,
+stabilised by the running maximum of the forward scores and the column maxima of the
+transitions, and falls back to the exact ``[B, K, K]`` log-sum-exp recursion for a batch where
+that could underflow (see ``_forward_alphas``). Viterbi decoding is max-plus with ``top_k``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+# Score given to forbidden transitions. A large finite negative number rather than ``-inf``, so
+# that log-likelihoods and their gradients stay finite even for a gold path that breaks a
+# constraint (its log-likelihood is then about -1e4).
+FORBIDDEN_TRANSITION_SCORE = -1e4
+
+# Smallest probability-space forward mass (relative to the best tag) the fast forward path
+# trusts; below it the exact log-sum-exp recursion is used.
+_MASS_FLOOR = 1e-30
+_LOG_MASS_FLOOR = float(np.log(_MASS_FLOOR))
+
+
+# --------------------------------------------------------------------------------------------
+# Input helpers
+# --------------------------------------------------------------------------------------------
+
+
+def lengths_from_mask(mask):
+    """Sequence lengths of a left-aligned padding mask.
+
+    Args:
+        mask: ``[B, T]`` bool or int tensor, true/non-zero for the first ``L_b`` positions of
+            row ``b`` (a padding mask as produced by keras-hub preprocessors). The mask is
+            summed, so it must be left-aligned: a mask with holes is not supported.
+
+    Returns:
+        ``[B]`` int32 tensor of lengths.
+
+    Example:
+    >>> import numpy as np
+    >>> np.asarray(lengths_from_mask([[1, 1, 0], [1, 0, 0]])).tolist()
+    [2, 1]
+    """
+    mask = ops.convert_to_tensor(mask)
+    return ops.sum(ops.cast(ops.cast(mask, "bool"), "int32"), axis=-1)
+
+
+def _compute_dtype(x):
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    return "float64" if dtype == "float64" else "float32"
+
+
+def _mask_from_lengths(lengths, max_len):
+    """``[B, T]`` bool mask of the first ``lengths[b]`` positions."""
+    return ops.expand_dims(ops.arange(max_len, dtype="int32"), 0) < ops.expand_dims(lengths, 1)
+
+
+def _lengths(sequence_lengths, batch, max_len):
+    if sequence_lengths is None:
+        return ops.full((batch,), max_len, dtype="int32")
+    lengths = ops.reshape(ops.cast(ops.convert_to_tensor(sequence_lengths), "int32"), (-1,))
+    return ops.clip(lengths, 0, max_len)
+
+
+def _prepare(inputs, sequence_lengths, transition_params, start_transitions, end_transitions):
+    """Converts and casts the arguments; returns ``inputs, lengths, mask, trans, start, end``."""
+    if transition_params is None:
+        raise ValueError(
+            "transition_params is required ([num_tags, num_tags] tensor); unlike tfa, the CRF "
+            "functions never create a variable. Use tfner.layers.CRFDecoder for trainable ones."
+        )
+    inputs = ops.convert_to_tensor(inputs)
+    dtype = _compute_dtype(inputs)
+    inputs = ops.cast(inputs, dtype)
+
+    def cast(value):
+        return None if value is None else ops.cast(ops.convert_to_tensor(value), dtype)
+
+    shape = ops.shape(inputs)
+    lengths = _lengths(sequence_lengths, shape[0], shape[1])
+    mask = _mask_from_lengths(lengths, shape[1])
+    return (
+        inputs,
+        lengths,
+        mask,
+        cast(transition_params),
+        cast(start_transitions),
+        cast(end_transitions),
+    )
+
+
+def _time_major(x):
+    """``[B, T, K]`` -> ``[T, B, K]``."""
+    return ops.transpose(x, (1, 0, 2))
+
+
+def _next_positions(inputs):
+    """``[T, B, K]`` holding position ``t + 1`` at ``t``; the last row is zeros (a dummy step)."""
+    shifted = ops.concatenate([inputs[:, 1:], ops.zeros_like(inputs[:, :1])], axis=1)
+    return _time_major(shifted)
+
+
+def _scan_outputs(ys, xs, first):
+    """Turns scan outputs over ``_next_positions`` into per-position values ``[T, B, ...]``.
+
+    ``ys[t]`` belongs to position ``t + 1``; ``first`` (``[B, ...]``) is position 0's value. The
+    reshape restores the rank that TensorFlow's ``ops.scan`` loses when ``T`` is dynamic.
+    """
+    ys = ops.reshape(ys, ops.shape(xs)[:2] + ops.shape(first)[1:])
+    return ops.concatenate([ops.expand_dims(first, 0), ys[:-1]], axis=0)
+
+
+def _at_last_position(values, lengths):
+    """``values`` ``[T, B, K]`` at each sequence's last real position -> ``[B, K]``."""
+    shape = ops.shape(values)
+    batch, num_tags = shape[1], shape[2]
+    flat_index = ops.maximum(lengths - 1, 0) * batch + ops.arange(batch, dtype="int32")
+    return ops.take(ops.reshape(values, (-1, num_tags)), flat_index, axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Scores of given paths
+# --------------------------------------------------------------------------------------------
+
+
+def _unary(inputs, tags, mask):
+    picked = ops.take_along_axis(inputs, ops.expand_dims(tags, -1), axis=2)[..., 0]
+    return ops.sum(ops.where(mask, picked, ops.zeros_like(picked)), axis=1)
+
+
+def _binary(tags, mask, transition_params):
+    num_tags = ops.shape(transition_params)[0]
+    flat_index = tags[:, :-1] * num_tags + tags[:, 1:]  # [B, T-1]
+    picked = ops.take(ops.reshape(transition_params, (-1,)), flat_index)
+    # A transition into position t counts when position t is real (then t-1 is real too).
+    return ops.sum(ops.where(mask[:, 1:], picked, ops.zeros_like(picked)), axis=1)
+
+
+def _boundary(tags, lengths, start_transitions, end_transitions, dtype):
+    score = ops.zeros(ops.shape(lengths), dtype=dtype)
+    non_empty = lengths > 0
+    if start_transitions is not None:
+        first = ops.take(start_transitions, tags[:, 0])
+        score = score + ops.where(non_empty, first, ops.zeros_like(first))
+    if end_transitions is not None:
+        last_index = ops.expand_dims(ops.maximum(lengths - 1, 0), 1)
+        last = ops.take(end_transitions, ops.take_along_axis(tags, last_index, axis=1)[:, 0])
+        score = score + ops.where(non_empty, last, ops.zeros_like(last))
+    return score
+
+
+def _clean_tags(tag_indices, mask):
+    """Gold tags as int32 with padded positions (which may hold -1 etc.) set to 0."""
+    tags = ops.cast(ops.convert_to_tensor(tag_indices), "int32")
+    return ops.where(mask, tags, ops.zeros_like(tags))
+
+
+def crf_unary_score(tag_indices, sequence_lengths, inputs):
+    """Sum of the emission scores of the given tags (tfa argument order).
+
+    Args:
+        tag_indices: ``[B, T]`` int tags; values past a sequence's length are ignored.
+        sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
+        inputs: ``[B, T, K]`` emission scores.
+
+    Returns:
+        ``[B]`` unary scores.
+    """
+    inputs = ops.convert_to_tensor(inputs)
+    inputs = ops.cast(inputs, _compute_dtype(inputs))
+    shape = ops.shape(inputs)
+    mask = _mask_from_lengths(_lengths(sequence_lengths, shape[0], shape[1]), shape[1])
+    return _unary(inputs, _clean_tags(tag_indices, mask), mask)
+
+
+def crf_binary_score(tag_indices, sequence_lengths, transition_params):
+    """Sum of the transition scores between consecutive real tags (tfa argument order).
+
+    Args:
+        tag_indices: ``[B, T]`` int tags; values past a sequence's length are ignored.
+        sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
+        transition_params: ``[K, K]`` transition scores, ``[from, to]``.
+
+    Returns:
+        ``[B]`` binary scores (0 for sequences of length 0 or 1).
+    """
+    tag_indices = ops.convert_to_tensor(tag_indices)
+    transition_params = ops.convert_to_tensor(transition_params)
+    shape = ops.shape(tag_indices)
+    mask = _mask_from_lengths(_lengths(sequence_lengths, shape[0], shape[1]), shape[1])
+    trans = ops.cast(transition_params, _compute_dtype(transition_params))
+    return _binary(_clean_tags(tag_indices, mask), mask, trans)
+
+
+def crf_sequence_score(
+    inputs,
+    tag_indices,
+    sequence_lengths,
+    transition_params,
+    start_transitions=None,
+    end_transitions=None,
+):
+    """Unnormalised score of given tag sequences: unary + binary (+ boundary) scores.
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores (unary potentials).
+        tag_indices: ``[B, T]`` int tags; values past a sequence's length (padding, even -1)
+            are ignored.
+        sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        start_transitions: optional ``[K]`` scores of the first tag.
+        end_transitions: optional ``[K]`` scores of the last real tag.
+
+    Returns:
+        ``[B]`` scores; 0 for length 0, the unary (+ boundary) score for length 1.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.zeros((1, 3, 2), "float32"); x[0, :, 1] = 1.0
+    >>> trans = np.array([[0.0, 2.0], [0.0, 0.0]], "float32")
+    >>> float(crf_sequence_score(x, [[0, 1, 1]], [3], trans)[0])  # 0+1+1 unary, 2 binary
+    4.0
+    """
+    inputs, lengths, mask, trans, start, end = _prepare(
+        inputs, sequence_lengths, transition_params, start_transitions, end_transitions
+    )
+    tags = _clean_tags(tag_indices, mask)
+    score = _unary(inputs, tags, mask) + _binary(tags, mask, trans)
+    if start is not None or end is not None:
+        score = score + _boundary(tags, lengths, start, end, inputs.dtype)
+    return score
+
+
+# --------------------------------------------------------------------------------------------
+# Forward algorithm, log-likelihood
+# --------------------------------------------------------------------------------------------
+
+
+def _forward_alphas(inputs, lengths, trans, start):
+    """Forward algorithm over the whole (padded) time axis. Returns ``[T, B, K]`` alphas.
+
+    ``alphas[t, b, j]`` is the log-sum of the exp-scores of all tag prefixes ending in tag ``j``
+    at position ``t`` (the emission of ``t`` and the start score included).
+
+    Fast path: ``log sum_i exp(alpha_i + trans_ij)`` is computed as
+    ``top + c_j + log(sum_i exp(alpha_i - top) * exp(trans_ij - c_j))`` with ``top`` the best
+    alpha and ``c_j`` the column maximum of the transitions: one ``[B, K] x [K, K]`` matrix
+    product per step instead of a ``[B, K, K]`` log-sum-exp. Terms that underflow are below
+    ``1e-38`` of ``top``, so a sum of at least ``_MASS_FLOOR`` is exact to float32 precision. If
+    some real position of the batch sums to less (a tag reachable only from tags far below the
+    best one, e.g. with very confident emissions), the batch is recomputed with the exact
+    log-sum-exp recursion (``ops.cond``, outside the loop).
+    """
+    first = inputs[:, 0] if start is None else inputs[:, 0] + start
+    column_max = ops.stop_gradient(ops.max(trans, axis=0))  # [K]; the result does not depend on it
+    exp_trans = ops.exp(trans - column_max)  # [K(from), K(to)], column maxima are 1
+    xs = _next_positions(inputs)
+    offsets = xs + column_max
+
+    def step(alpha, offset):
+        top = ops.stop_gradient(ops.max(alpha, axis=1, keepdims=True))
+        mass = ops.matmul(ops.exp(alpha - top), exp_trans)
+        alpha = ops.log(ops.maximum(mass, _MASS_FLOOR)) + top + offset
+        return alpha, alpha
+
+    _, alphas = ops.scan(step, first, offsets)
+    alphas = _scan_outputs(alphas, xs, first)
+    # Recover log(mass) of every real position t >= 1 outside the loop (to ~1e-7 relative of
+    # the scores, hence the margin of 1 nat) and fall back where it may have underflowed.
+    tops = ops.max(alphas, axis=2, keepdims=True)[:-1]
+    log_mass = alphas[1:] - tops - offsets[:-1]
+    real = ops.expand_dims(ops.transpose(_mask_from_lengths(lengths, ops.shape(inputs)[1])), 2)
+    underflow = ops.any(ops.logical_and(real[1:], log_mass < _LOG_MASS_FLOOR + 1.0))
+    return ops.cond(
+        underflow, lambda: _forward_alphas_logsumexp(first, xs, trans), lambda: alphas
+    )
+
+
+def _forward_alphas_logsumexp(first, xs, trans):
+    """The exact log-space forward recursion (``[B, K, K]`` log-sum-exp per step)."""
+    trans = ops.expand_dims(trans, 0)  # [1, K(from), K(to)]
+
+    def step(alpha, emissions):
+        alpha = ops.logsumexp(ops.expand_dims(alpha, 2) + trans, axis=1) + emissions
+        return alpha, alpha
+
+    _, alphas = ops.scan(step, first, xs)
+    return _scan_outputs(alphas, xs, first)
+
+
+def _log_norm(alphas, lengths, end):
+    last = _at_last_position(alphas, lengths)
+    if end is not None:
+        last = last + end
+    log_norm = ops.logsumexp(last, axis=1)
+    return ops.where(lengths > 0, log_norm, ops.zeros_like(log_norm))
+
+
+def crf_log_norm(
+    inputs, sequence_lengths, transition_params, start_transitions=None, end_transitions=None
+):
+    """Log partition function (log of the sum of exp-scores of all paths) by the forward algorithm.
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores.
+        sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        start_transitions: optional ``[K]`` scores of the first tag.
+        end_transitions: optional ``[K]`` scores of the last real tag.
+
+    Returns:
+        ``[B]`` log-norms; 0 for length-0 sequences.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.zeros((1, 2, 2), "float32")
+    >>> round(float(crf_log_norm(x, [2], np.zeros((2, 2), "float32"))[0]), 4)  # log(4 paths)
+    1.3863
+    """
+    inputs, lengths, _, trans, start, end = _prepare(
+        inputs, sequence_lengths, transition_params, start_transitions, end_transitions
+    )
+    return _log_norm(_forward_alphas(inputs, lengths, trans, start), lengths, end)
+
+
+def crf_log_likelihood(
+    inputs,
+    tag_indices,
+    sequence_lengths,
+    transition_params,
+    start_transitions=None,
+    end_transitions=None,
+):
+    """Log-likelihood of tag sequences under the CRF: sequence score minus log-norm.
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores.
+        tag_indices: ``[B, T]`` int gold tags (ignored past each length).
+        sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``. Required: unlike tfa,
+            no variable is ever created here.
+        start_transitions: optional ``[K]`` scores of the first tag.
+        end_transitions: optional ``[K]`` scores of the last real tag.
+
+    Returns:
+        ``(log_likelihood [B], transition_params [K, K])`` as in tfa; the log-likelihood is 0 for
+        length-0 sequences.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.zeros((1, 2, 2), "float32")
+    >>> ll, _ = crf_log_likelihood(x, [[0, 1]], [2], np.zeros((2, 2), "float32"))
+    >>> round(float(ll[0]), 4)  # one of 4 equally likely paths
+    -1.3863
+    """
+    inputs, lengths, mask, trans, start, end = _prepare(
+        inputs, sequence_lengths, transition_params, start_transitions, end_transitions
+    )
+    tags = _clean_tags(tag_indices, mask)
+    score = _unary(inputs, tags, mask) + _binary(tags, mask, trans)
+    if start is not None or end is not None:
+        score = score + _boundary(tags, lengths, start, end, inputs.dtype)
+    log_norm = _log_norm(_forward_alphas(inputs, lengths, trans, start), lengths, end)
+    return score - log_norm, transition_params
+
+
+# --------------------------------------------------------------------------------------------
+# Forward-backward marginals
+# --------------------------------------------------------------------------------------------
+
+
+def _reverse_sequences(inputs, lengths):
+    """Reverses the first ``lengths[b]`` positions of each row of ``[B, T, K]``; padding stays."""
+    max_len = ops.shape(inputs)[1]
+    positions = ops.expand_dims(ops.arange(max_len, dtype="int32"), 0)  # [1, T]
+    lengths = ops.expand_dims(lengths, 1)
+    index = ops.where(positions < lengths, lengths - 1 - positions, positions)  # an involution
+    return ops.take_along_axis(inputs, ops.expand_dims(index, 2), axis=1)
+
+
+def crf_marginals(
+    inputs, sequence_lengths, transition_params, start_transitions=None, end_transitions=None
+):
+    """Per-position marginal tag probabilities ``p(y_t = k | x)`` by forward-backward.
+
+    The backward pass is the forward algorithm run on each sequence reversed, with the
+    transitions transposed and the end scores as start scores.
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores.
+        sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        start_transitions: optional ``[K]`` scores of the first tag.
+        end_transitions: optional ``[K]`` scores of the last real tag.
+
+    Returns:
+        ``[B, T, K]`` probabilities; each real position sums to 1, padded positions are 0.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.zeros((1, 2, 2), "float32")
+    >>> m = crf_marginals(x, [1], np.zeros((2, 2), "float32"))
+    >>> np.asarray(m).round(2).tolist()
+    [[[0.5, 0.5], [0.0, 0.0]]]
+    """
+    inputs, lengths, mask, trans, start, end = _prepare(
+        inputs, sequence_lengths, transition_params, start_transitions, end_transitions
+    )
+    alphas = _forward_alphas(inputs, lengths, trans, start)  # [T, B, K]
+    # Reversed forward scores at reversed position L-1-t = beta_t + emission_t (in [B, T, K]).
+    reversed_alphas = _forward_alphas(
+        _reverse_sequences(inputs, lengths), lengths, ops.transpose(trans), end
+    )
+    betas_and_emissions = _reverse_sequences(_time_major(reversed_alphas), lengths)
+    # p(y_t = k) = softmax_k(alpha_t + beta_t): normalising per position rather than subtracting
+    # log Z keeps float32 precise when the scores are large.
+    marginals = ops.softmax(_time_major(alphas) + betas_and_emissions - inputs, axis=-1)
+    return ops.where(ops.expand_dims(mask, 2), marginals, ops.zeros_like(marginals))
+
+
+# --------------------------------------------------------------------------------------------
+# Viterbi decoding
+# --------------------------------------------------------------------------------------------
+
+
+def crf_decode(
+    potentials,
+    transition_params,
+    sequence_length,
+    start_transitions=None,
+    end_transitions=None,
+):
+    """Highest-scoring tag sequences (Viterbi), in the graph.
+
+    Args:
+        potentials: ``[B, T, K]`` emission scores.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        sequence_length: ``[B]`` int lengths, or ``None`` for all ``T``.
+        start_transitions: optional ``[K]`` scores of the first tag.
+        end_transitions: optional ``[K]`` scores of the last real tag.
+
+    Returns:
+        ``(decode_tags [B, T] int32, best_score [B])``. Positions past a sequence's length hold
+        tag 0; a length-0 sequence decodes to all zeros with best score 0. Ties resolve to the
+        lowest tag id.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.array([[[0.0, 1.0], [1.0, 0.0], [5.0, 5.0]]], "float32")
+    >>> tags, score = crf_decode(x, np.zeros((2, 2), "float32"), [2])
+    >>> np.asarray(tags).tolist(), float(score[0])
+    ([[1, 0, 0]], 2.0)
+    """
+    inputs, lengths, mask, trans, start, end = _prepare(
+        potentials, sequence_length, transition_params, start_transitions, end_transitions
+    )
+    shape = ops.shape(inputs)
+    batch, max_len, num_tags = shape[0], shape[1], shape[2]
+    first = inputs[:, 0] if start is None else inputs[:, 0] + start
+    xs = _next_positions(inputs)
+    to_from = ops.expand_dims(ops.transpose(trans), 0)  # [1, K(to), K(from)]
+
+    def forward_step(carry, emissions):
+        score, _ = carry
+        # top_k over the last axis gives the best predecessor's score and index in one op.
+        best, backpointer = ops.top_k(ops.expand_dims(score, 1) + to_from, 1)
+        score = best[..., 0] + emissions
+        backpointer = ops.cast(backpointer[..., 0], "int32")  # [B, K(to)] -> K(from)
+        return (score, backpointer), (score, backpointer)
+
+    identity = ops.broadcast_to(ops.arange(num_tags, dtype="int32"), ops.shape(first))
+    _, (scores, backpointers) = ops.scan(forward_step, (first, identity), xs)
+    last_score = _at_last_position(_scan_outputs(scores, xs, first), lengths)
+    if end is not None:
+        last_score = last_score + end
+    # backpointers[t] maps the tag at t to the best tag at t - 1; padded positions (and position
+    # 0) point to themselves, so back-tracking from T - 1 walks unchanged down to the last real
+    # position.
+    backpointers = _scan_outputs(backpointers, xs, identity)
+    backpointers = ops.where(
+        ops.expand_dims(ops.transpose(mask), 2), backpointers, ops.expand_dims(identity, 0)
+    )
+    last_tag = ops.cast(ops.argmax(last_score, axis=1), "int32")  # [B]
+    offsets = ops.arange(batch, dtype="int32") * num_tags
+
+    def backward_step(tag, backpointer):
+        previous = ops.take(ops.reshape(backpointer, (-1,)), offsets + tag)
+        return previous, tag  # the output at position t is the tag of position t
+
+    _, tags = ops.scan(backward_step, last_tag, backpointers, reverse=True)
+    tags = ops.transpose(ops.reshape(tags, (max_len, batch)), (1, 0))
+    tags = ops.where(mask, tags, ops.zeros_like(tags))
+    best_score = ops.max(last_score, axis=1)
+    best_score = ops.where(lengths > 0, best_score, ops.zeros_like(best_score))
+    return tags, best_score
+
+
+# --------------------------------------------------------------------------------------------
+# Transition constraints of tag schemes
+# --------------------------------------------------------------------------------------------
+
+# Scheme name -> mapping from a label's prefix letter to its role (B, I, E, S or O).
+_SCHEMES = {
+    "BIO": {"B": "B", "I": "I", "O": "O"},
+    "BIOS": {"B": "B", "I": "I", "S": "S", "O": "O"},
+    "BIOES": {"B": "B", "I": "I", "E": "E", "S": "S", "O": "O"},
+    "BMES": {"B": "B", "M": "I", "E": "E", "S": "S", "O": "O"},
+    "BILOU": {"B": "B", "I": "I", "L": "E", "U": "S", "O": "O"},
+}
+_SCHEME_ALIASES = {"IOB2": "BIO", "IOBES": "BIOES", "BMEOS": "BMES", "BMESO": "BMES"}
+# Whether a scheme marks the last tag of a multi-character entity (E) or not (BIO, BIOS).
+_HAS_END = {"BIO": False, "BIOS": False, "BIOES": True, "BMES": True, "BILOU": True}
+
+
+def _parse_label(label, roles, scheme):
+    if label == "O":
+        if "O" not in roles:
+            raise ValueError(f"label 'O' is not part of the {scheme} scheme")
+        return "O", None
+    prefix, sep, entity = str(label).partition("-")
+    if not sep or prefix not in roles or roles[prefix] == "O" or not entity:
+        raise ValueError(
+            f"label {label!r} does not follow the {scheme} scheme: expected 'O' or "
+            f"'<prefix>-<type>' with prefix in {sorted(p for p in roles if p != 'O')}"
+        )
+    return roles[prefix], entity
+
+
+def allowed_transitions(labels, scheme="BIO"):
+    """Which tag transitions a tag scheme allows, for constrained training and decoding.
+
+    Labels are strings ``"O"`` or ``"<prefix>-<type>"`` such as ``"B-PER"`` / ``"I-PER"``.
+    Rules (``X``, ``Y`` entity types, ``X != Y``):
+
+    - ``BIO`` (alias ``IOB2``): ``I-X`` only after ``B-X`` or ``I-X``; no sequence starts with
+      ``I-X``. So ``O -> I-X``, ``B-X -> I-Y`` and ``I-X -> I-Y`` are forbidden; any tag may end.
+    - ``BIOS``: BIO plus single-character entities ``S-X``, which behave like ``O`` (``S-X ->
+      I-Y`` is forbidden).
+    - ``BIOES`` (alias ``IOBES``), ``BMES`` (``M`` = inside) and ``BILOU`` (``L`` = end,
+      ``U`` = single): inside and end tags (``I-X``/``E-X``) only after ``B-X`` or ``I-X``;
+      after ``O``, ``E-*`` or ``S-*`` only ``O``, ``B-*`` or ``S-*``; a sequence starts with
+      ``O``, ``B-*`` or ``S-*`` and ends with ``O``, ``E-*`` or ``S-*``.
+
+    Args:
+        labels: sequence of ``K`` label strings, in tag-id order.
+        scheme: one of ``"BIO"``, ``"BIOS"``, ``"BIOES"``, ``"BMES"``, ``"BILOU"`` (or an
+            alias above), case-insensitive.
+
+    Returns:
+        ``(allowed [K, K] bool np.ndarray [from, to], allowed_start [K] bool,
+        allowed_end [K] bool)``.
+
+    Raises:
+        ValueError: on an unknown scheme or a label that does not follow it.
+
+    Example:
+    >>> allowed, start, end = allowed_transitions(["O", "B-PER", "I-PER"])
+    >>> allowed[0].tolist(), start.tolist()
+    ([True, True, False], [True, True, False])
+    """
+    name = str(scheme).upper()
+    name = _SCHEME_ALIASES.get(name, name)
+    if name not in _SCHEMES:
+        raise ValueError(
+            f"unknown tag scheme {scheme!r}; expected one of "
+            f"{sorted(list(_SCHEMES) + list(_SCHEME_ALIASES))}"
+        )
+    roles = _SCHEMES[name]
+    parsed = [_parse_label(label, roles, name) for label in labels]
+    has_end = _HAS_END[name]
+    num_tags = len(parsed)
+    allowed = np.zeros((num_tags, num_tags), dtype=bool)
+    for i, (role_from, type_from) in enumerate(parsed):
+        for j, (role_to, type_to) in enumerate(parsed):
+            if role_to in ("I", "E"):
+                ok = role_from in ("B", "I") and type_from == type_to
+            elif has_end:  # B, S, O must not interrupt an open entity
+                ok = role_from in ("O", "E", "S")
+            else:
+                ok = True
+            allowed[i, j] = ok
+    allowed_start = np.array([role in ("B", "S", "O") for role, _ in parsed], dtype=bool)
+    if has_end:
+        allowed_end = np.array([role in ("E", "S", "O") for role, _ in parsed], dtype=bool)
+    else:
+        allowed_end = np.ones(num_tags, dtype=bool)
+    return allowed, allowed_start, allowed_end
+
+
+def constrain_transitions(scores, allowed, forbidden_score=FORBIDDEN_TRANSITION_SCORE):
+    """Replaces the scores of forbidden transitions by a large negative constant.
+
+    Args:
+        scores: ``[K, K]`` transition (or ``[K]`` boundary) scores.
+        allowed: bool array of the same shape, e.g. from ``allowed_transitions``; ``None``
+            returns ``scores`` unchanged.
+        forbidden_score: the score of a forbidden transition (finite, so gradients stay finite;
+            no gradient flows into the replaced entries).
+
+    Returns:
+        Tensor of the same shape as ``scores``.
+
+    Example:
+    >>> import numpy as np
+    >>> allowed, _, _ = allowed_transitions(["O", "B-PER", "I-PER"])
+    >>> float(constrain_transitions(np.zeros((3, 3), "float32"), allowed)[0, 2])
+    -10000.0
+    """
+    scores = ops.convert_to_tensor(scores)
+    if allowed is None:
+        return scores
+    allowed = ops.convert_to_tensor(np.asarray(allowed, dtype=bool))
+    return ops.where(allowed, scores, ops.full_like(scores, forbidden_score))

@@ -1,0 +1,14 @@
+"""Taggers: the composable `NERTagger`, named presets, and prediction on raw text."""
+
+from tfner.models.presets import PRESETS, build_tagger, parameter_counts
+from tfner.models.tagger import NERTagger, masked_token_cross_entropy
+
+__all__ = ["NERTagger", "PRESETS", "build_tagger", "parameter_counts", "masked_token_cross_entropy",
+           "predict_tags"]
+
+
+def predict_tags(*args, **kwargs):
+    """See `tfner.models.predict.predict_tags`."""
+    from tfner.models.predict import predict_tags as _predict_tags
+
+    return _predict_tags(*args, **kwargs)

@@ -1,0 +1,98 @@
+"""Tag raw texts or sentences with a trained tagger: windowing, batching, stitching."""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+import numpy as np
+
+from tfner.evaluation import repair_transitions
+from tfner.preprocessing import stitch, window_spans
+
+DEFAULT_PREDICT_MAX_LENGTH = 510
+
+
+def predict_tags(tagger, texts, *, tokenizer=None, batch_size=64, max_length=None,
+                 overlap=0, repair=True):
+    """Predict one tag per character for every text.
+
+    Texts longer than `max_length` are split at punctuation (。！？；，) into windows, tagged, and
+    stitched back, so the output always has exactly one tag per input character.
+
+    Args:
+        tagger: an `NERTagger`.
+        texts: strings, lists of characters, or `TaggedSentence`s.
+        tokenizer: a `CharTokenizer`; default: the tagger's own vocabulary.
+        batch_size: windows per forward pass (windows are sorted by length to limit padding).
+        max_length: window size in characters; default: the encoder's limit (510 for BERT) or 510.
+        overlap: characters of context shared by neighbouring windows.
+        repair: repair illegal transitions of softmax outputs (orphan I-X -> B-X).
+
+    Returns:
+        A list of tag lists, `len(result[i]) == len(texts[i])`.
+
+    Example:
+    >>> # tags = predict_tags(tagger, ["王小明在北京工作。"])
+    """
+    tokenizer = tokenizer or tagger.tokenizer()
+    if max_length is None:
+        max_length = getattr(tagger.representation, "max_length", None) or DEFAULT_PREDICT_MAX_LENGTH
+    char_lists = [_chars(t) for t in texts]
+    windows = []  # (text index, start, end)
+    spans_per_text = []
+    for i, chars in enumerate(char_lists):
+        spans = window_spans(chars, max_length, overlap=overlap) if chars else []
+        spans_per_text.append(spans)
+        windows.extend((i, s, e) for s, e in spans)
+    order = sorted(range(len(windows)), key=lambda w: windows[w][2] - windows[w][1])
+    window_tags = [None] * len(windows)
+    for b in range(0, len(order), batch_size):
+        batch = order[b:b + batch_size]
+        ids = [tokenizer.encode(char_lists[windows[w][0]][windows[w][1]:windows[w][2]]) for w in batch]
+        width = max(len(x) for x in ids)
+        token_ids = np.full((len(ids), width), tokenizer.pad_id, dtype="int32")
+        mask = np.zeros((len(ids), width), dtype=bool)
+        for r, x in enumerate(ids):
+            token_ids[r, :len(x)] = x
+            mask[r, :len(x)] = True
+        tag_ids = np.asarray(_tag_function(tagger)({"token_ids": token_ids, "padding_mask": mask}))
+        for r, w in enumerate(batch):
+            window_tags[w] = tag_ids[r, :len(ids[r])].tolist()
+    results = []
+    w = 0
+    for chars, spans in zip(char_lists, spans_per_text):
+        pieces = window_tags[w:w + len(spans)]
+        w += len(spans)
+        ids = stitch(pieces, spans, len(chars)) if spans else []
+        tags = [tagger.labels[int(t)] for t in ids]
+        if repair and tagger.decoder == "softmax":
+            tags = repair_transitions(tags, scheme=tagger.scheme)
+        results.append(tags)
+    return results
+
+
+_TAG_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def _tag_function(tagger):
+    """A compiled `inputs -> tag ids` function, traced once for any batch size and length."""
+    fn = _TAG_FUNCTIONS.get(tagger)
+    if fn is None:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            signature = [{"token_ids": tf.TensorSpec([None, None], tf.int32),
+                          "padding_mask": tf.TensorSpec([None, None], tf.bool)}]
+            fn = tf.function(lambda x: tagger(x, training=False)["tags"], input_signature=signature)
+        else:
+            def fn(x):
+                return tagger.predict_on_batch(x)["tags"]
+        _TAG_FUNCTIONS[tagger] = fn
+    return fn
+
+
+def _chars(text):
+    if hasattr(text, "chars"):
+        return list(text.chars)
+    return list(text)

@@ -1,0 +1,195 @@
+"""The composable tagger: representation -> context -> decoder.
+
+Every model of the papers is a point in this frame (survey S): a character representation
+(randomly initialised character embeddings, or a pretrained BERT/ALBERT encoder), an optional
+context encoder (BiLSTM, BiGRU), and a tag decoder (softmax or CRF).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tfner.layers.context import SoftmaxDecoder, build_context_layer
+
+
+@keras.saving.register_keras_serializable(package="tfner")
+class NERTagger(keras.Model):
+    """A character-level sequence tagger, as a plain Keras functional model.
+
+    Inputs are a dict `{"token_ids": int32 [B, T], "padding_mask": bool [B, T]}` — exactly one id per
+    character (see `tfner.preprocessing.CharTokenizer`). Outputs are a dict
+    `{"emissions": float [B, T, K], "tags": int32 [B, T]}`: per-character tag scores and the decoded
+    tag ids (Viterbi for a CRF, argmax for softmax; 0 = "O" at padded positions).
+
+    `compile()` needs only an optimizer: the loss (CRF negative log-likelihood, or masked token
+    cross-entropy for softmax) is computed by the model from `y` = gold tag ids [B, T].
+
+    Args:
+        representation: `"char"` for a trainable character embedding table, or a Keras layer called
+            as `layer(token_ids, padding_mask) -> [B, T, H]` (e.g. `PretrainedCharEncoder`).
+        labels: the tag strings, index = tag id, "O" first (`LabelVocabulary.labels`).
+        vocabulary: the character vocabulary (list of tokens, index = id). Stored in the config so a
+            `.keras` file is enough to tag raw text.
+        context: `None`, `"bilstm"` or `"bigru"`.
+        context_units: units per direction of the context RNN.
+        context_layers: number of stacked context RNN layers.
+        decoder: `"crf"` or `"softmax"`.
+        embedding_dim: size of the character embedding when `representation="char"`.
+        dropout: dropout before and after the context layer.
+        scheme: the tag scheme of `labels` ("BIO", "BIOES", "BIOS"): used for CRF constraints.
+        constrained: forbid illegal transitions (e.g. O -> I-PER) in the CRF.
+
+    Example:
+    >>> tagger = NERTagger("char", labels=["O", "B-PER", "I-PER"], vocabulary=["[PAD]", "[UNK]", "王", "明"],
+    ...                    context="bilstm", context_units=8, embedding_dim=8)
+    >>> import numpy as np
+    >>> out = tagger({"token_ids": np.array([[2, 3, 0]]), "padding_mask": np.array([[1, 1, 0]], bool)})
+    >>> tuple(out["tags"].shape)
+    (1, 3)
+    """
+
+    def __init__(
+        self,
+        representation="char",
+        labels=None,
+        vocabulary=None,
+        context="bilstm",
+        context_units=128,
+        context_layers=1,
+        decoder="crf",
+        embedding_dim=128,
+        dropout=0.1,
+        scheme="BIO",
+        constrained=True,
+        **kwargs,
+    ):
+        if not labels:
+            raise ValueError("NERTagger needs `labels` (the tag strings, 'O' first).")
+        if decoder not in ("crf", "softmax"):
+            raise ValueError(f"decoder must be 'crf' or 'softmax', got {decoder!r}")
+        labels = list(labels)
+        num_tags = len(labels)
+
+        # === Layers ===
+        if isinstance(representation, str):
+            if representation != "char":
+                raise ValueError(
+                    f"representation must be 'char' or a layer, got {representation!r}")
+            if not vocabulary:
+                raise ValueError("representation='char' needs `vocabulary` (its size sets the table).")
+            representation_layer = keras.layers.Embedding(
+                len(vocabulary), embedding_dim, name="char_embedding")
+        else:
+            representation_layer = representation
+        dropout_in = keras.layers.Dropout(dropout, name="dropout_in")
+        context_layer = (
+            build_context_layer(context, context_units, context_layers, dropout=0.0, name="context")
+            if context else None
+        )
+        dropout_out = keras.layers.Dropout(dropout, name="dropout_out") if context else None
+        emission_layer = keras.layers.Dense(num_tags, name="emissions")
+        if decoder == "crf":
+            from tfner.layers.crf import CRFDecoder
+
+            decoder_layer = CRFDecoder.for_labels(
+                labels, scheme=scheme, constrained=constrained, name="crf")
+        else:
+            decoder_layer = SoftmaxDecoder(name="softmax")
+
+        # === Functional Model ===
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="bool", name="padding_mask")
+        if isinstance(representation_layer, keras.layers.Embedding):
+            x = representation_layer(token_ids)
+        else:
+            x = representation_layer(token_ids, padding_mask)
+        x = dropout_in(x)
+        if context_layer is not None:
+            x = context_layer(x, mask=padding_mask)
+            x = dropout_out(x)
+        emissions = emission_layer(x)
+        tags = decoder_layer(emissions, mask=padding_mask)
+        super().__init__(
+            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+            outputs={"emissions": emissions, "tags": tags},
+            **kwargs,
+        )
+
+        # === Config ===
+        self.representation = representation_layer
+        self.representation_spec = "char" if isinstance(representation, str) else None
+        self.labels = labels
+        self.vocabulary = list(vocabulary) if vocabulary is not None else None
+        self.context = context
+        self.context_units = context_units
+        self.context_layers = context_layers
+        self.decoder = decoder
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.scheme = scheme
+        self.constrained = constrained
+        self.decoder_layer = decoder_layer
+
+    # --- training -------------------------------------------------------------------------
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        mask = x["padding_mask"]
+        emissions = y_pred["emissions"]
+        y = ops.cast(y, "int32")
+        if self.decoder == "crf":
+            loss = self.decoder_layer.loss(emissions, y, mask)
+        else:
+            loss = masked_token_cross_entropy(emissions, y, mask)
+        return self._aggregate_additional_loss(loss)
+
+    # --- convenience ----------------------------------------------------------------------
+    @property
+    def num_tags(self):
+        return len(self.labels)
+
+    def tokenizer(self):
+        """A `CharTokenizer` over the stored vocabulary."""
+        from tfner.preprocessing import CharTokenizer
+
+        if self.vocabulary is None:
+            raise ValueError("this tagger was built without a vocabulary")
+        return CharTokenizer(self.vocabulary)
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "representation": (
+                "char" if self.representation_spec == "char"
+                else keras.layers.serialize(self.representation)
+            ),
+            "labels": self.labels,
+            "vocabulary": self.vocabulary,
+            "context": self.context,
+            "context_units": self.context_units,
+            "context_layers": self.context_layers,
+            "decoder": self.decoder,
+            "embedding_dim": self.embedding_dim,
+            "dropout": self.dropout,
+            "scheme": self.scheme,
+            "constrained": self.constrained,
+        }
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        rep = config.get("representation", "char")
+        if isinstance(rep, dict):
+            config["representation"] = keras.layers.deserialize(rep)
+        return cls(**config)
+
+
+def masked_token_cross_entropy(logits, tags, mask):
+    """Mean token cross-entropy over the real (unpadded) positions.
+
+    Shapes: logits [B, T, K], tags [B, T] int, mask [B, T] bool -> scalar.
+    """
+    mask = ops.cast(mask, logits.dtype)
+    per_token = keras.losses.sparse_categorical_crossentropy(tags, logits, from_logits=True)
+    return ops.sum(per_token * mask) / ops.maximum(ops.sum(mask), 1.0)
