@@ -93,7 +93,7 @@ def main(argv=None):
 
     from tfner.data import LabelVocabulary, corpus_stats, read_msra
     from tfner.encoders import default_encoder_path
-    from tfner.evaluation import entity_scores
+    from tfner.evaluation import confusion_matrix, entity_scores
     from tfner.models import build_tagger, parameter_counts, predict_tags
     from tfner.preprocessing import encode_corpus, max_length_from_lengths, split_long_sentences
     from tfner.training import TrainConfig, fit_tagger
@@ -137,13 +137,13 @@ def main(argv=None):
             spec = args.bert_encoder if family == "bert" else args.albert_encoder
             bundle, note = load_encoder_or_fallback(spec, offline)
             encoder_used = _encoder_label(bundle.source, spec if note else None)
-            twin = _same_model_already_run(row, encoder_used, used_encoders, results)
+            twin = _same_model_already_run(row, bundle.source, used_encoders, results)
             if twin:
                 logger.warning("%s: same encoder (%s) and head as %s: reusing its result",
                                row, encoder_used, twin)
                 results[row] = dict(results[twin], reused_from=twin, note=note)
                 continue
-            used_encoders[row] = encoder_used
+            used_encoders[row] = bundle.source
         else:
             encoder_used = "none (random character embeddings)"
         logger.info("=== %s (encoder: %s) ===", row, encoder_used)
@@ -174,6 +174,8 @@ def main(argv=None):
             "steps_trained": result.steps_trained, "epochs_run": len(result.history),
             "seconds_per_epoch": result.seconds_per_epoch, "train_wall_seconds": train_seconds,
             "best_dev_f1": result.best_dev_f1, "history": result.history, "test": scores,
+            "test_confusion": {"labels": labels.labels, "rows_true_cols_pred": confusion_matrix(
+                [s.tags for s in test], pred, labels.labels).tolist()},
         }
         write_json(run_dir / "metrics.json", {"data": data_info, "rows": results})
 
