@@ -65,12 +65,11 @@ def cmd_train(a):
 
 
 def cmd_evaluate(a):
-    import keras
-
     from tfner.evaluation import entity_scores, format_report
+    from tfner.export import load_tagger
     from tfner.models import predict_tags
 
-    tagger = keras.saving.load_model(a.model)
+    tagger = load_tagger(a.model)
     data = _read_corpus(a.data, tagger.scheme)
     pred = predict_tags(tagger, data, batch_size=a.batch_size)
     scores = entity_scores([s.tags for s in data], pred, scheme=tagger.scheme)
@@ -81,14 +80,12 @@ def cmd_evaluate(a):
 
 
 def cmd_export(a):
-    import keras
-
-    from tfner.export import export_saved_model, find_keras_model
+    from tfner.export import export_saved_model, find_keras_model, load_tagger
 
     path = find_keras_model(a.model)
-    tagger = keras.saving.load_model(str(path))
+    tagger = load_tagger(path)
     target = export_saved_model(tagger, a.out, version=a.version, window=a.window,
-                                overlap=a.overlap)
+                                overlap=a.overlap, max_batch_windows=a.max_batch_windows)
     print(f"exported {path} to {target}")
 
 
@@ -171,6 +168,8 @@ def build_parser():
     x.add_argument("--version", type=int, help="default: one more than the highest existing")
     x.add_argument("--window", type=int, help="characters per window (default: encoder limit or 510)")
     x.add_argument("--overlap", type=int, help="context shared by neighbouring windows (default 32)")
+    x.add_argument("--max-batch-windows", type=int,
+                   help="windows per pass through the tagger inside the graph (default 64)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="one sentence per line in, one tag line (or JSON) per line out")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+import tfner.encoders  # noqa: F401  (registers the encoder layers a saved tagger may contain)
 from tfner.layers.context import SoftmaxDecoder, build_context_layer
+from tfner.layers.crf import CRFDecoder
 
 
 @keras.saving.register_keras_serializable(package="tfner")
@@ -90,8 +92,6 @@ class NERTagger(keras.Model):
         dropout_out = keras.layers.Dropout(dropout, name="dropout_out") if context else None
         emission_layer = keras.layers.Dense(num_tags, name="emissions")
         if decoder == "crf":
-            from tfner.layers.crf import CRFDecoder
-
             decoder_layer = CRFDecoder.for_labels(
                 labels, scheme=scheme, constrained=constrained, name="crf")
         else:

@@ -1,0 +1,314 @@
+"""``TaggerServingModule``: raw text in, tags and entities out, as one TensorFlow graph.
+
+The module wraps a trained ``NERTagger`` and its character lookup in a ``tf.Module`` with two
+``tf.function`` signatures, ready for ``tf.saved_model.save`` (see
+:func:`tfner.export.export_saved_model`):
+
+``serving_default`` (``serve``)
+    Input ``text``: ``[batch]`` UTF-8 strings of any length (empty strings allowed). Each text is
+    decoded to Unicode characters (invalid bytes become U+FFFD), looked up in the vocabulary, cut
+    into windows of at most ``window`` characters (ending after punctuation where possible, with
+    ``overlap`` characters of shared context, exactly as ``tfner.preprocessing.window_spans``),
+    tagged (``max_batch_windows`` windows per pass), and stitched back
+    (``tfner.preprocessing.stitch``), so every text gets one tag per character. Entities are read
+    from the stitched tags with the lenient conlleval reading (``tfner.data.spans_from_tags``).
+    Outputs, padded per batch:
+
+    - ``tags`` ``[batch, max_chars]`` string: one tag per character, ``""`` past ``length``;
+    - ``length`` ``[batch]`` int32: characters per text;
+    - ``entity_start`` / ``entity_end`` ``[batch, max_entities]`` int32: character offsets, end
+      exclusive (-1 past ``num_entities``);
+    - ``entity_type`` / ``entity_text`` ``[batch, max_entities]`` string: the type and the
+      surface text (``""`` past ``num_entities``);
+    - ``entity_confidence`` ``[batch, max_entities]`` float32 (0 past ``num_entities``);
+    - ``num_entities`` ``[batch]`` int32.
+
+``tokens``
+    Inputs ``token_ids`` and ``padding_mask``, int32 ``[batch, length]`` (one id per character, as
+    ``CharTokenizer.encode`` gives; the mask is 1 on real characters, left-aligned); output
+    ``tags`` int32 ``[batch, length]`` (0 at padding). No windowing: a row must fit the model
+    (at most 510 characters for BERT encoders).
+
+Confidence of an entity:
+
+- CRF taggers: the CRF's marginal probability of the span, computed exactly by forward-backward
+  in log space: ``P(tags s..e-1 are the decoded B-X I-X ... and tag e does not continue the
+  entity | text)``. When a span's characters come from two windows (it crosses a stitch point),
+  it is the product of each window's probability of its part.
+- Softmax taggers: the product over the span's characters of the softmax probability of the tag
+  the model picked for the character (its top probability), i.e. the probability of the span's
+  per-character decisions under the model's independence assumption.
+
+For softmax taggers the output tags are rewritten into the strict form of the scheme (an orphan
+``I-X`` becomes ``B-X``), exactly as ``tfner.models.predict_tags`` does; entities are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from tfner.export import graph
+from tfner.preprocessing.windows import DEFAULT_PUNCTUATION
+
+logger = logging.getLogger("tfner.export")
+
+DEFAULT_WINDOW = 510
+DEFAULT_OVERLAP = 32
+DEFAULT_MAX_BATCH_WINDOWS = 64
+
+CONFIDENCE_METHODS = {
+    "crf": "crf-span-marginal",
+    "softmax": "softmax-tag-probability-product",
+}
+
+
+def resolve_window(tagger, window=None, overlap=None):
+    """``(window, overlap)``: the defaults a tagger is served with, checked.
+
+    ``window`` defaults to the encoder's limit (510 characters for BERT, [CLS]/[SEP] excluded) or
+    510 for character models; ``overlap`` to ``min(32, window // 4)``.
+    """
+    limit = getattr(getattr(tagger, "representation", None), "max_length", None)
+    if window is None:
+        window = limit or DEFAULT_WINDOW
+    window = int(window)
+    if limit is not None and window > limit:
+        raise ValueError(f"window {window} exceeds the encoder's maximum of {limit} characters")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if overlap is None:
+        overlap = min(DEFAULT_OVERLAP, window // 4)
+    overlap = int(overlap)
+    if overlap < 0 or window - 2 * overlap < 1:
+        raise ValueError(f"overlap {overlap} must be >= 0 and leave a core in windows of {window} "
+                         f"(window > 2 * overlap)")
+    return window, overlap
+
+
+class TaggerServingModule(tf.Module):
+    """A ``tf.Module`` serving an ``NERTagger`` on raw text (see the module docstring).
+
+    Args:
+        tagger: a trained ``NERTagger`` (Keras, TensorFlow backend).
+        window: window size in characters; default: the encoder's limit or 510.
+        overlap: context characters shared by neighbouring windows; default ``min(32, window // 4)``.
+        punctuation: characters a window may end after.
+        max_batch_windows: windows per pass through the tagger (bounds the memory of a request
+            with many long texts; larger requests loop inside the graph).
+
+    Example:
+    >>> # module = TaggerServingModule(tagger)
+    >>> # out = module.serve(tf.constant(["王小明在北京工作。"]))
+    >>> # out["tags"], out["entity_text"], out["entity_confidence"]
+    """
+
+    def __init__(self, tagger, window=None, overlap=None, punctuation=DEFAULT_PUNCTUATION,
+                 max_batch_windows=DEFAULT_MAX_BATCH_WINDOWS, name=None):
+        super().__init__(name=name)
+        self.window, self.overlap = resolve_window(tagger, window, overlap)
+        if int(max_batch_windows) < 1:
+            raise ValueError(f"max_batch_windows must be >= 1, got {max_batch_windows}")
+        self.max_batch_windows = int(max_batch_windows)
+        self.punctuation = str(punctuation)
+        self.tagger = tagger
+        self.decoder = tagger.decoder
+        self.labels = list(tagger.labels)
+        self.scheme = tagger.scheme
+        tokenizer = tagger.tokenizer()
+        self.pad_id = tokenizer.pad_id
+        self.char_lookup = tokenizer.tf_lookup()
+        tables = graph.label_tables(self.labels, self.scheme)
+        self._role = tables["role"]
+        self._type = tables["type"]
+        self._types = tables["types"] or [""]
+        self._strict = tables["strict"]
+        self._continues = tables["continues"]
+        self._has_end = tables["has_end"]
+        self._has_single = tables["has_single"]
+        self._punctuation_codepoints = np.asarray(
+            sorted({ord(c) for c in self.punctuation}) or [-2], dtype=np.int32)
+
+    # === Description ===
+
+    def export_info(self) -> dict:
+        """What a client needs to know about the served model (written to ``assets/``)."""
+        return {
+            "format": "tfner-saved-model/1",
+            "labels": self.labels,
+            "scheme": self.scheme,
+            "decoder": self.decoder,
+            "window": self.window,
+            "overlap": self.overlap,
+            "punctuation": self.punctuation,
+            "max_batch_windows": self.max_batch_windows,
+            "confidence": CONFIDENCE_METHODS[self.decoder],
+            "signatures": {
+                "serving_default": {
+                    "inputs": {"text": "string [batch]"},
+                    "outputs": {
+                        "tags": "string [batch, max_chars]", "length": "int32 [batch]",
+                        "entity_start": "int32 [batch, max_entities]",
+                        "entity_end": "int32 [batch, max_entities] (exclusive)",
+                        "entity_type": "string [batch, max_entities]",
+                        "entity_text": "string [batch, max_entities]",
+                        "entity_confidence": "float32 [batch, max_entities]",
+                        "num_entities": "int32 [batch]",
+                    },
+                },
+                "tokens": {
+                    "inputs": {"token_ids": "int32 [batch, length]",
+                               "padding_mask": "int32 [batch, length]"},
+                    "outputs": {"tags": "int32 [batch, length]"},
+                },
+            },
+        }
+
+    # === Pieces ===
+
+    def _run_tagger(self, token_ids, padding_mask):
+        """``(emissions [W, T, K] float32, tags [W, T] int32)``.
+
+        Rows go through the tagger ``max_batch_windows`` at a time (a loop in the graph), so a
+        request with many long texts does not build one huge batch; empty inputs skip the model.
+        """
+        num_tags = len(self.labels)
+        chunk = self.max_batch_windows
+
+        def run():
+            rows = tf.shape(token_ids)[0]
+            steps = (rows + chunk - 1) // chunk
+
+            def body(step, emissions, tags):
+                start = step * chunk
+                end = tf.minimum(start + chunk, rows)
+                out = self.tagger({"token_ids": token_ids[start:end],
+                                   "padding_mask": padding_mask[start:end]}, training=False)
+                return (step + 1, emissions.write(step, tf.cast(out["emissions"], tf.float32)),
+                        tags.write(step, tf.cast(out["tags"], tf.int32)))
+
+            arrays = (tf.TensorArray(tf.float32, size=steps, infer_shape=False,
+                                     element_shape=tf.TensorShape([None, None, num_tags])),
+                      tf.TensorArray(tf.int32, size=steps, infer_shape=False,
+                                     element_shape=tf.TensorShape([None, None])))
+            _, emissions, tags = tf.while_loop(
+                lambda step, *_: step < steps, body, (tf.constant(0),) + arrays)
+            return emissions.concat(), tags.concat()
+
+        def empty():
+            shape = tf.shape(token_ids)
+            return (tf.zeros([0, shape[1], num_tags], tf.float32), tf.zeros([0, shape[1]], tf.int32))
+
+        return tf.cond(tf.size(token_ids) > 0, run, empty)
+
+    def _position_terms(self, emissions, tags, lengths):
+        """Per-window pieces of the entity confidences (see ``graph.crf_span_terms``)."""
+        if self.decoder == "crf":
+            crf = self.tagger.decoder_layer
+            start, end = crf.effective_boundary_transitions()
+            return graph.crf_span_terms(
+                emissions, lengths, tags, tf.convert_to_tensor(crf.effective_transitions()),
+                None if start is None else tf.convert_to_tensor(start),
+                None if end is None else tf.convert_to_tensor(end),
+                continues=self._continues)
+        log_probs = tf.gather(tf.nn.log_softmax(emissions, axis=-1), tags, batch_dims=2)
+        zeros = tf.zeros_like(log_probs)
+        return {"alpha": log_probs, "step": log_probs, "open": zeros, "closed": zeros}
+
+    def _repair(self, tags, row_ids):
+        """Softmax outputs: strict scheme form (as ``predict_tags``); CRF tags are left as decoded."""
+        if self.decoder != "softmax":
+            return tags
+        starts, ends = graph.entity_flags(tags, row_ids, self._role, self._type)
+        return graph.strict_tags(tags, starts, ends, self._type, self._strict,
+                                 self._has_end, self._has_single)
+
+    # === Signatures ===
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        """Raw UTF-8 texts -> tags, entities and confidences (see the module docstring)."""
+        codepoints = tf.strings.unicode_decode(text, "UTF-8", errors="replace",
+                                               replacement_char=0xFFFD)
+        batch = tf.shape(text)[0]
+        lengths = tf.cast(codepoints.row_lengths(), tf.int32)
+        ids = tf.ragged.map_flat_values(self.char_lookup.table.lookup, codepoints)
+        padded_ids = ids.to_tensor(default_value=self.pad_id)
+        is_break = tf.reduce_any(
+            tf.equal(codepoints.to_tensor(default_value=-1)[..., None],
+                     tf.constant(self._punctuation_codepoints)), axis=-1)
+
+        # Windows of every text -> the tagger.
+        row, start, end = graph.window_bounds(lengths, is_break, self.window, self.overlap)
+        window_lengths = end - start
+        width = tf.reduce_max(tf.concat([window_lengths, [0]], axis=0))
+        offsets = tf.range(width, dtype=tf.int32)
+        in_window = offsets[None, :] < window_lengths[:, None]
+        columns = tf.minimum(start[:, None] + offsets[None, :], tf.shape(padded_ids)[1] - 1)
+        rows = tf.broadcast_to(row[:, None], tf.shape(columns))
+        window_ids = tf.gather_nd(padded_ids, tf.stack([rows, tf.maximum(columns, 0)], axis=-1))
+        window_ids = tf.where(in_window, window_ids, self.pad_id)
+        emissions, window_tags = self._run_tagger(window_ids, in_window)
+        terms = self._position_terms(emissions, window_tags, window_lengths)
+
+        # Stitch: flat per-character values in text order.
+        source = graph.stitch_sources(row, start, end, lengths)
+        where = tf.stack([source["window"], source["local"]], axis=1)
+        tags = tf.gather_nd(window_tags, where)
+        row_ids = tf.cast(tf.RaggedTensor.from_row_lengths(tags, lengths).value_rowids(), tf.int32)
+        tags = self._repair(tags, row_ids)
+
+        # Entities.
+        starts, ends = graph.entity_flags(tags, row_ids, self._role, self._type)
+        span_start = tf.cast(tf.where(starts)[:, 0], tf.int32)
+        span_end = tf.cast(tf.where(ends)[:, 0], tf.int32) + 1
+        flat_terms = [tf.gather_nd(terms[k], where) for k in ("alpha", "step", "open", "closed")]
+        log_p = graph.span_log_probabilities(span_start, span_end, *flat_terms,
+                                             source["first"], source["last"])
+        confidence = tf.minimum(tf.exp(log_p), 1.0)
+        entity_row = tf.gather(row_ids, span_start)
+        row_offset = tf.cumsum(lengths, exclusive=True)
+        local_start = span_start - tf.gather(row_offset, entity_row)
+        local_end = span_end - tf.gather(row_offset, entity_row)
+        type_names = tf.gather(tf.constant(self._types), tf.maximum(
+            tf.gather(tf.constant(self._type), tf.gather(tags, span_start)), 0))
+        surface = tf.strings.unicode_encode(
+            tf.gather(codepoints.flat_values, tf.ragged.range(span_start, span_end)), "UTF-8")
+
+        def per_text(values, default):
+            return tf.RaggedTensor.from_value_rowids(
+                values, tf.cast(entity_row, tf.int64), nrows=tf.cast(batch, tf.int64)
+            ).to_tensor(default_value=default)
+
+        tag_strings = tf.gather(tf.constant(self.labels), tags)
+        num_entities = tf.math.bincount(entity_row, minlength=batch, maxlength=batch, dtype=tf.int32)
+        return {
+            "tags": tf.RaggedTensor.from_row_lengths(tag_strings, lengths).to_tensor(default_value=""),
+            "length": lengths,
+            "entity_start": per_text(local_start, -1),
+            "entity_end": per_text(local_end, -1),
+            "entity_type": per_text(type_names, ""),
+            "entity_text": per_text(surface, ""),
+            "entity_confidence": per_text(confidence, 0.0),
+            "num_entities": num_entities,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+                                  tf.TensorSpec([None, None], tf.int32, name="padding_mask")])
+    def tokens(self, token_ids, padding_mask):
+        """Pre-tokenized ids (one per character) -> tag ids ``[batch, length]`` (0 at padding)."""
+        mask = tf.not_equal(padding_mask, 0)
+        _, tags = self._run_tagger(token_ids, mask)
+        tags = tf.where(mask, tags, 0)
+        if self.decoder == "softmax":
+            where = tf.where(mask)
+            flat = self._repair(tf.gather_nd(tags, where), tf.cast(where[:, 0], tf.int32))
+            tags = tf.tensor_scatter_nd_update(tags, where, flat)
+        return {"tags": tags}
+
+
+def export_info_json(module) -> str:
+    return json.dumps(module.export_info(), ensure_ascii=False, indent=2)
