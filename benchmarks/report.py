@@ -1,0 +1,442 @@
+"""Regenerates ``BENCHMARKS.md`` from the JSON files in ``benchmarks/results/``.
+
+Pure Python (no TensorFlow): ``python benchmarks/report.py`` rewrites the Markdown from whatever
+results are there. Full-run results (``results/<name>.json``) win over quick ones
+(``results/quick/<name>.json``); every section says which it shows, the machine load during the
+measurement, and the spread of the repeats.
+
+Example:
+>>> fmt_summary({"median": 12.345, "min": 11.0, "max": 13.5, "n": 3, "spread": 0.2})
+'12.3 (11.0–13.5)'
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import benchlib  # noqa: E402
+
+MEASUREMENTS = ("matmul", "crf", "training", "inference", "accuracy")
+TITLE = "# Benchmarks: tfner vs tensorflow-addons, Hugging Face + PyTorch and the legacy TF 2.15 stack"
+
+
+def load_results(results_dir=benchlib.RESULTS_DIR) -> dict:
+    """``{name: result}`` for each measurement; a full result wins over a quick one."""
+    results_dir = pathlib.Path(results_dir)
+    found = {}
+    for name in MEASUREMENTS + ("serving_latency",):
+        for path in (results_dir / f"{name}.json", results_dir / "quick" / f"{name}.json"):
+            if path.is_file():
+                found[name] = benchlib.read_json(path)
+                break
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------
+
+
+def fmt_number(value, digits=None) -> str:
+    """Human-sized number: 3 significant-ish digits unless ``digits`` is given.
+
+    Example:
+    >>> fmt_number(1234.5), fmt_number(12.345), fmt_number(0.01234), fmt_number(None)
+    ('1234', '12.3', '0.0123', '–')
+    """
+    if value is None:
+        return "–"
+    value = float(value)
+    if digits is not None:
+        return f"{value:.{digits}f}"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    if magnitude == 0:
+        return "0"
+    return f"{value:.3g}"
+
+
+def fmt_summary(summary, digits=None) -> str:
+    """``median (min–max)`` of a :func:`benchlib.summarize` dict (``–`` when missing)."""
+    if not summary:
+        return "–"
+    if summary.get("n", 1) <= 1:
+        return fmt_number(summary["median"], digits)
+    return (f"{fmt_number(summary['median'], digits)} "
+            f"({fmt_number(summary['min'], digits)}–{fmt_number(summary['max'], digits)})")
+
+
+def fmt_ratio(value) -> str:
+    """``1.23×`` (``–`` when missing).
+
+    Example:
+    >>> fmt_ratio(1.234), fmt_ratio(None)
+    ('1.23×', '–')
+    """
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def fmt_load(load) -> str:
+    """Load average (1 min) before → after, from a ``LoadRecorder.record()`` dict.
+
+    Example:
+    >>> fmt_load({"before": [1.5, 1.0, 0.5], "after": [2.0, 1.2, 0.6]})
+    '1.50→2.00'
+    """
+    if not load or not load.get("before"):
+        return "–"
+    after = load.get("after") or load["before"]
+    return f"{load['before'][0]:.2f}→{after[0]:.2f}"
+
+
+def table(header, rows) -> list:
+    """Markdown table lines.
+
+    Example:
+    >>> table(["a", "b"], [[1, 2]])
+    ['| a | b |', '| --- | --- |', '| 1 | 2 |']
+    """
+    lines = ["| " + " | ".join(str(h) for h in header) + " |",
+             "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def mode_line(result) -> str:
+    mode = result.get("mode", "full")
+    load = result.get("load", {})
+    text = f"_Run: {result.get('finished', '?')}, mode **{mode}**"
+    if load:
+        text += f", load average (1 min) at start/end {fmt_load(load)}"
+    text += "._"
+    if mode == "quick":
+        text += (" **Quick run: few repeats and steps; it checks that the pipeline works, the "
+                 "numbers are indicative only.**")
+    if load and max((load.get("before") or [0])[0], (load.get("after") or [0])[0]) > 1.5:
+        text += (" **Measured while other work loaded the machine (load average > 1.5 on "
+                 f"{result.get('machine', {}).get('logical_cpus', '?')} CPUs): absolute numbers and "
+                 "ratios are disturbed.**")
+    return text
+
+
+def errors_lines(result) -> list:
+    lines = []
+    for error in result.get("errors", []):
+        lines.append(f"- **failed:** `{error.get('step')}`: {error.get('message', '').strip()[:400]}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+def section_machine(results) -> list:
+    any_result = next(iter(results.values()), None)
+    if not any_result:
+        return ["No results yet: run `python benchmarks/run_all.py`."]
+    machine = any_result.get("machine", {})
+    lines = ["## Machine and versions", ""]
+    lines.append(f"- CPU: {machine.get('cpu', '?')}, {machine.get('logical_cpus', '?')} logical CPUs "
+                 f"(flags: {', '.join(machine.get('cpu_flags', [])) or '–'}), "
+                 f"{machine.get('memory_gib', '?')} GiB memory; {machine.get('platform', '?')}; "
+                 f"Python {machine.get('python', '?')}.")
+    versions = {}
+    for result in results.values():
+        for env, packages in (result.get("versions") or {}).items():
+            versions.setdefault(env, {}).update(packages)
+    for env in sorted(versions):
+        packages = ", ".join(f"{k} {v}" for k, v in sorted(versions[env].items()))
+        lines.append(f"- `{env}`: {packages}")
+    matmul = results.get("matmul")
+    if matmul:
+        lines.append(f"- Machine ceiling (float32 {matmul.get('size')}² matmul, GFLOP/s, median (min–max)): "
+                     f"TensorFlow {fmt_summary(matmul.get('tensorflow_gflops'))}"
+                     + (f", PyTorch {fmt_summary(matmul.get('torch_gflops'))} (reference)"
+                        if matmul.get("torch_gflops") else "")
+                     + f". {mode_line(matmul)}")
+    return lines
+
+
+def section_crf(result) -> list:
+    lines = ["## 1. CRF: tfner (`tfner.layers.crf_ops`, TF graph mode) vs tensorflow-addons 0.23 (TF 2.15)", ""]
+    lines.append(mode_line(result))
+    lines.append("")
+    config = result.get("config", {})
+    lines.append(f"Random emissions N(0,1), transitions 0.5·N(0,1), random tags, lengths uniform in "
+                 f"1..{config.get('max_len', 128)}, batch {config.get('batch', 64)}. Both sides in "
+                 "`tf.function`; forward+backward = log-likelihood and its gradients w.r.t. emissions "
+                 "and transitions. Milliseconds per call, median (min–max) over "
+                 f"{config.get('rounds', '?')} rounds of {config.get('calls', '?')} calls. "
+                 "Speed-up = tfa time / tfner time, same run.")
+    lines.append("")
+    rows = []
+    for case in result.get("cases", []):
+        check = case.get("check", {})
+        rows.append([
+            case["num_tags"],
+            fmt_summary(case.get("tfner", {}).get("loglik_fwd_bwd_ms")),
+            fmt_summary(case.get("tfa", {}).get("loglik_fwd_bwd_ms")),
+            fmt_ratio(case.get("speedup", {}).get("loglik_fwd_bwd")),
+            fmt_summary(case.get("tfner", {}).get("decode_ms")),
+            fmt_summary(case.get("tfa", {}).get("decode_ms")),
+            fmt_ratio(case.get("speedup", {}).get("decode")),
+            f"{check.get('loglik_max_rel_diff', float('nan')):.1e}",
+            f"{check.get('grad_max_abs_diff', float('nan')):.1e}",
+            "yes" if check.get("paths_identical") else "**NO**",
+            "pass" if check.get("passed") else "**FAIL**",
+        ])
+    lines += table(["K", "tfner ll fwd+bwd ms", "tfa ll fwd+bwd ms", "speed-up", "tfner decode ms",
+                    "tfa decode ms", "speed-up", "ll max rel. diff", "grad max abs diff",
+                    "paths identical", "check (ll ≤ 1e-4)"], rows)
+    return lines + [""] + errors_lines(result)
+
+
+def section_training(result, matmul=None) -> list:
+    lines = ["## 2. Training throughput (same model, data, batches and initial weights)", ""]
+    lines.append(mode_line(result))
+    lines.append("")
+    config = result.get("config", {})
+    lines.append(
+        f"MSRA train, the first {config.get('steps', '?')} batches of tfner's length-bucketed plan "
+        f"(`plan_batches`, seed {config.get('seed', 0)}), batch {config.get('batch_size', 64)}, each "
+        "batch padded to its longest sentence, exported to a file every framework reads"
+        + (f" (padded positions: {100 * config['padding_fraction']:.1f} %; "
+           f"{100 * config['unbucketed_padding_fraction']:.1f} % without length bucketing)"
+           if config.get("padding_fraction") is not None and config.get("unbucketed_padding_fraction") is not None
+           else "")
+        + ". Model: "
+        "BERT encoder ([CLS]/[SEP] added) → dropout → BiLSTM(128/direction) → dropout → dense → "
+        "CRF (BIO constraints), all starting from the same weights (emissions checked equal to "
+        "~1e-6 before training, see parity). The first steps are warm-up (tracing) and excluded; "
+        "rates are median (min–max) over windows of consecutive steps. MFU = model FLOPs/s "
+        "(3× forward FLOPs of the real characters: dense, attention, LSTM, CRF) ÷ the TensorFlow "
+        "matmul ceiling above (its best round). `torch` = Hugging Face `BertModel` + `nn.LSTM` over a "
+        "`PackedSequence` + pytorch-crf (the usual PyTorch code); `torch-unpacked` = the same function "
+        "with the BiLSTM run without `PackedSequence` (see the breakdown below); `legacy-tf215` = "
+        "`TFBertModel` + `tf.keras` BiLSTM + `tfa.text.crf_log_likelihood` in a `tf.function` step.")
+    lines.append("")
+    rows = []
+    for row in result.get("rows", []):
+        rows.append([
+            row["model"], row["framework"], fmt_summary(row.get("sequences_per_s")),
+            fmt_summary(row.get("chars_per_s")), fmt_number(row.get("peak_rss_mb")),
+            fmt_summary(row.get("mfu_percent"), 1), fmt_number(row.get("warmup_s")),
+            fmt_ratio(row.get("tfner_vs_this")), fmt_load(row.get("load")),
+        ])
+    lines += table(["model", "framework", "sequences/s", "characters/s", "peak RSS MiB", "MFU %",
+                    "warm-up s", "tfner ÷ this (seq/s)", "load"], rows)
+    parity = result.get("parity", [])
+    if parity:
+        lines += ["", "Forward parity before training (eval mode, one batch of the plan):", ""]
+        lines += table(["model", "peer", "emissions max |diff|", "largest |emission|", "Viterbi paths identical"],
+                       [[p.get("model"), p.get("framework"), f"{p.get('emissions_max_abs_diff', float('nan')):.1e}",
+                         fmt_number(p.get("emissions_scale")), "yes" if p.get("decoded_tags_identical") else "**NO**"]
+                        for p in parity])
+    breakdown = result.get("breakdown") or {}
+    if breakdown:
+        lines += ["", breakdown_intro(breakdown), ""]
+        parts = list(next(iter(breakdown.values())).get("ms", {}))
+        frameworks = ["tfner"] + sorted(f for f in breakdown if f != "tfner") if "tfner" in breakdown \
+            else sorted(breakdown)
+        peers = [f for f in frameworks if f != "tfner"] if "tfner" in breakdown else []
+        header = ["part"] + [f"{f} ms" for f in frameworks] + [f"{p} ÷ tfner" for p in peers]
+        rows = []
+        for part in parts:
+            row = [PART_NAMES.get(part, part)]
+            row += [fmt_summary(breakdown[f]["ms"].get(part)) for f in frameworks]
+            ours = breakdown["tfner"]["ms"].get(part) if peers else None
+            for peer in peers:
+                theirs = breakdown[peer]["ms"].get(part)
+                row.append(fmt_ratio(benchlib.ratio(theirs and theirs["median"], ours and ours["median"])))
+            rows.append(row)
+        lines += table(header, rows)
+    trace = result.get("trace")
+    if trace:
+        lines += ["", f"TF profiler (`tf.profiler`, framework op stats) over {trace.get('steps')} tfner training "
+                      f"steps of the tiny model ({fmt_number(trace.get('wall_ms_per_step'))} ms wall per step; "
+                      "CPU self-time summed over threads, ms per step). Trace for TensorBoard's trace viewer: "
+                      f"`{trace.get('xplane', ['?'])[0]}`.", ""]
+        parts = trace.get("self_ms_per_step_by_part", {})
+        total = sum(parts.values()) or 1.0
+        lines += table(["part (by op name scope)", "ms/step", "share"],
+                       [[k, fmt_number(v), f"{100 * v / total:.0f} %"] for k, v in parts.items()])
+        ops = list(trace.get("self_ms_per_step_top_op_types", {}).items())[:12]
+        lines += ["", "Top op types: " + ", ".join(f"`{k}` {fmt_number(v)} ms" for k, v in ops) + "."]
+        theirs = trace.get("torch")
+        if theirs:
+            ops = list(theirs.get("self_ms_per_step_top_op_types", {}).items())[:12]
+            lines += ["", f"PyTorch counterpart (`torch.profiler`, same steps): "
+                          f"{fmt_number(theirs.get('wall_ms_per_step'))} ms wall per step, "
+                          f"{fmt_number(theirs.get('self_ms_per_step_total'))} ms CPU self-time per step "
+                          f"(tfner: {fmt_number(total)} ms); top ops: "
+                          + ", ".join(f"`{k}` {fmt_number(v)} ms" for k, v in ops) + "."]
+    notes = result.get("notes", [])
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return lines + [""] + errors_lines(result)
+
+
+PART_NAMES = {
+    "encoder_fwd_bwd": "encoder forward+backward",
+    "bilstm_fwd_bwd": "BiLSTM forward+backward",
+    "crf_loss_fwd_bwd": "CRF loss forward+backward",
+    "crf_decode": "CRF Viterbi decode",
+    "model_fwd_bwd": "whole model forward+backward",
+    "model_fwd_bwd_no_viterbi": "same, without the Viterbi output (tfner only)",
+    "fit_step": "training step (+ optimizer)",
+}
+
+
+def breakdown_intro(breakdown):
+    first = next(iter(breakdown.values()))
+    shape = first.get("batch_shape", ["?", "?"])
+    return (f"Where a training step's time goes (tiny model, one batch of the plan, {shape[0]}×{shape[1]} "
+            "characters; tfner parts in `tf.function`, PyTorch eager; milliseconds per call, median "
+            "(min–max) over rounds). A ratio above 1 means tfner is faster on that part. `torch` runs "
+            "the BiLSTM over a `PackedSequence` (what PyTorch users write), `torch-unpacked` computes "
+            "the same function without it (forward direction over the padded batch, backward "
+            "direction over each row reversed within its length), which takes PyTorch's fused oneDNN "
+            "LSTM.")
+
+
+def section_inference(result) -> list:
+    lines = ["## 3. Inference: tfner's exported SavedModel vs Hugging Face PyTorch + pytorch-crf decode", ""]
+    lines.append(mode_line(result))
+    lines.append("")
+    lines.append(
+        f"Tiny-encoder tagger, the same weights on both sides ({result.get('weights', '?')}). Latency "
+        f"of one {result.get('single_length', '~50')}-character MSRA test sentence (p50/p99 over "
+        f"{result.get('latency_calls', '?')} calls); throughput with batches of 32 test sentences "
+        "(median (min–max) over rounds). Two entry points: *text* (raw string in; tfner does "
+        "tokenization, windows, Viterbi, entity spans and confidences inside the graph; PyTorch: "
+        "Python vocabulary lookup + model + `CRF.decode`) and *token ids* (pre-tokenized ids in, tag "
+        "ids out). The `keras_graph` / `keras_xla` rows are an experiment, not the export: the same "
+        "Keras tagger on token ids in a `tf.function` without / with `jit_compile=True` (XLA), each "
+        "compared with PyTorch's token-ids path.")
+    lines.append("")
+    rows = []
+    for row in result.get("rows", []):
+        rows.append([row["path"], row["framework"], fmt_number(row.get("p50_ms")), fmt_number(row.get("p99_ms")),
+                     fmt_summary(row.get("sentences_per_s")), fmt_ratio(row.get("latency_ratio")),
+                     fmt_ratio(row.get("throughput_ratio")), fmt_number(row.get("peak_rss_mb"))])
+    lines += table(["entry point", "framework", "p50 ms", "p99 ms", "batch-32 sentences/s",
+                    "PyTorch p50 ÷ tfner p50", "tfner ÷ PyTorch sent/s", "peak RSS MiB"], rows)
+    agreement = result.get("tag_agreement")
+    if agreement is not None:
+        lines += ["", f"Tag agreement between the two on the 32-sentence batch: {agreement * 100:.2f} % of characters."]
+    notes = result.get("notes", [])
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return lines + [""] + errors_lines(result)
+
+
+def section_accuracy(result) -> list:
+    lines = ["## 4. Accuracy parity (tiny encoder + BiLSTM + CRF, same steps, same slice)", ""]
+    lines.append(mode_line(result))
+    lines.append("")
+    config = result.get("config", {})
+    lines.append(
+        f"{config.get('steps', '?')} steps of batch {config.get('batch_size', 64)} over the first "
+        f"{config.get('train_sentences', '?')} MSRA train sentences (same batch plan, same initial "
+        "weights, same optimizer groups: AdamW, encoder/head/CRF learning rates "
+        f"{config.get('lr', {}).get('encoder_lr')}/{config.get('lr', {}).get('head_lr')}/"
+        f"{config.get('lr', {}).get('crf_lr')}, warm-up + linear decay, per-tensor clipnorm 5, "
+        f"weight decay 0.01); test entity F1 on the first {config.get('test_sentences', '?')} MSRA test "
+        "sentences, scored by the same function (`tfner.evaluation.entity_scores`). Dropout masks "
+        "differ between frameworks, so a gap of up to ~1 point is noise.")
+    lines.append("")
+    rows = []
+    for row in result.get("rows", []):
+        rows.append([row["framework"], fmt_number(100 * row["f1"], 2) if row.get("f1") is not None else "–",
+                     fmt_number(100 * row["precision"], 2) if row.get("precision") is not None else "–",
+                     fmt_number(100 * row["recall"], 2) if row.get("recall") is not None else "–",
+                     fmt_number(row.get("final_loss")), fmt_number(row.get("train_s"))])
+    lines += table(["framework", "test F1 %", "precision %", "recall %", "train loss (last 10 % of steps)", "train s"], rows)
+    gap = result.get("f1_gap_points")
+    if gap is not None:
+        verdict = "within" if abs(gap) <= 1.0 else "**outside**"
+        lines += ["", f"F1 gap (tfner − PyTorch): {gap:+.2f} points, {verdict} the 1-point tolerance."]
+    return lines + [""] + errors_lines(result)
+
+
+def section_serving(result) -> list:
+    lines = ["## Serving latency (`benchmarks/serving_latency.py`, tfner only)", ""]
+    lines.append(f"_{result.get('note', '')}_ Load average at start: {result.get('load_average_start')}.")
+    lines.append("")
+    rows = []
+    for name, model in (result.get("models") or {}).items():
+        for path in ("saved_model", "tfner_serve_http"):
+            entry = model.get(path) or {}
+            latency = entry.get("latency_1x50") or {}
+            throughput = entry.get("throughput_32x50") or {}
+            rows.append([name, path, fmt_number(latency.get("p50_ms")), fmt_number(latency.get("p99_ms")),
+                         fmt_number(throughput.get("sentences_per_s"))])
+    return lines + table(["model", "path", "p50 ms", "p99 ms", "batch-32 sentences/s"], rows)
+
+
+def section_findings(results) -> list:
+    findings = []
+    for name in MEASUREMENTS:
+        findings += (results.get(name) or {}).get("findings", [])
+    if not findings:
+        return []
+    return ["## Findings and what is ours to fix", ""] + [f"- {f}" for f in findings]
+
+
+def render(results) -> str:
+    """The whole ``BENCHMARKS.md`` text for ``{name: result}``."""
+    lines = [TITLE, "",
+             "Generated by `python benchmarks/report.py` from `benchmarks/results/*.json` (written by "
+             "`python benchmarks/run_all.py`; `--quick` results go to `benchmarks/results/quick/`). "
+             "Do not edit by hand. Peers run in their own virtual environments under "
+             "`benchmarks/.envs/` (`benchmarks/envs.py`); they are never dependencies of tfner. "
+             "Ratios compare numbers taken in the same run, on the same machine.", ""]
+    lines += section_machine(results) + [""]
+    if "crf" in results:
+        lines += section_crf(results["crf"]) + [""]
+    if "training" in results:
+        lines += section_training(results["training"], results.get("matmul")) + [""]
+    if "inference" in results:
+        lines += section_inference(results["inference"]) + [""]
+    if "accuracy" in results:
+        lines += section_accuracy(results["accuracy"]) + [""]
+    if "serving_latency" in results:
+        lines += section_serving(results["serving_latency"]) + [""]
+    lines += section_findings(results)
+    analysis = benchlib.BENCH_DIR / "analysis.md"
+    if analysis.is_file():
+        lines += [""] + analysis.read_text(encoding="utf-8").rstrip().splitlines() + [""]
+    reproduce = ["## Reproduce", "",
+                 "```", "python benchmarks/run_all.py            # everything (creates the peer environments once)",
+                 "python benchmarks/run_all.py --quick    # a short check of the whole pipeline",
+                 "python benchmarks/run_all.py --only crf,training",
+                 "python benchmarks/report.py             # regenerate this file from the JSON", "```", ""]
+    return "\n".join(lines + [""] + reproduce)
+
+
+def write_report(results_dir=benchlib.RESULTS_DIR, out=benchlib.REPO_DIR / "BENCHMARKS.md") -> pathlib.Path:
+    out = pathlib.Path(out)
+    out.write_text(render(load_results(results_dir)), encoding="utf-8")
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(benchlib.RESULTS_DIR))
+    parser.add_argument("--out", default=str(benchlib.REPO_DIR / "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    print(write_report(args.results, args.out))
+
+
+if __name__ == "__main__":
+    main()

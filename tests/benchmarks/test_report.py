@@ -1,0 +1,119 @@
+"""BENCHMARKS.md generation from result JSON (no measurements run)."""
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+_spec = importlib.util.spec_from_file_location("bench_report", BENCH / "report.py")
+report = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(report)
+
+
+def _summary(median, low=None, high=None):
+    low = median if low is None else low
+    high = median if high is None else high
+    return {"median": median, "min": low, "max": high, "n": 3, "spread": (high - low) / median}
+
+
+MACHINE = {"cpu": "Test CPU", "logical_cpus": 2, "cpu_flags": ["avx2"], "memory_gib": 8.0,
+           "platform": "Linux", "python": "3.11.7"}
+
+
+def _results(mode="full", load=0.3, crf_passed=True, gap=0.4):
+    common = {"mode": mode, "finished": "2026-01-01 00:00:00 UTC", "machine": MACHINE,
+              "load": {"before": [load, load, load], "after": [load, load, load]}, "errors": []}
+    return {
+        "matmul": dict(common, size=2048, tensorflow_gflops=_summary(150.0, 140.0, 155.0),
+                       versions={"tfner (.venv)": {"tensorflow": "2.21.0"}}),
+        "crf": dict(common, config={"rounds": 7, "calls": 10, "batch": 64, "max_len": 128}, cases=[{
+            "num_tags": 7, "tfner": {"loglik_fwd_bwd_ms": _summary(10.0), "decode_ms": _summary(5.0)},
+            "tfa": {"loglik_fwd_bwd_ms": _summary(20.0), "decode_ms": _summary(4.0)},
+            "speedup": {"loglik_fwd_bwd": 2.0, "decode": 0.8},
+            "check": {"loglik_max_rel_diff": 3e-7, "grad_max_abs_diff": 1e-6, "paths_identical": crf_passed,
+                      "passed": crf_passed}}],
+            findings=["CRF K=7: tfner's decode is slower than tfa (0.80× speed-up)."],
+            versions={"legacy-tf215": {"tensorflow_addons": "0.23.0"}}),
+        "training": dict(common, config={"steps": 30, "batch_size": 64}, rows=[
+            {"model": "tiny", "framework": "tfner", "sequences_per_s": _summary(120.0, 110.0, 125.0),
+             "chars_per_s": _summary(5600.0), "peak_rss_mb": 1500.0, "mfu_percent": _summary(12.5),
+             "warmup_s": 9.0, "tfner_vs_this": 1.0, "load": common["load"]},
+            {"model": "tiny", "framework": "torch", "sequences_per_s": _summary(100.0),
+             "chars_per_s": _summary(4700.0), "peak_rss_mb": 700.0, "mfu_percent": _summary(10.4),
+             "warmup_s": 0.5, "tfner_vs_this": 1.2, "load": common["load"]}],
+            parity=[{"model": "tiny", "framework": "torch", "emissions_max_abs_diff": 8e-7,
+                     "emissions_scale": 1.1, "decoded_tags_identical": True}], notes=[], findings=[],
+            breakdown={"tfner": {"batch_shape": [64, 40], "ms": {"bilstm_fwd_bwd": _summary(50.0)}},
+                       "torch": {"batch_shape": [64, 40], "ms": {"bilstm_fwd_bwd": _summary(75.0)}}},
+            trace={"steps": 10, "wall_ms_per_step": 300.0, "xplane": ["/x/vm.xplane.pb"],
+                   "self_ms_per_step_by_part": {"encoder": 300.0, "bilstm": 100.0},
+                   "self_ms_per_step_top_op_types": {"_MklMatMul": 250.0}}),
+        "accuracy": dict(common, config={"steps": 300, "batch_size": 64, "train_sentences": 20000,
+                                         "test_sentences": 2000, "lr": {"encoder_lr": 5e-4}},
+                         rows=[{"framework": "tfner", "f1": 0.801, "precision": 0.8, "recall": 0.802},
+                               {"framework": "torch", "f1": 0.801 - gap / 100, "precision": 0.79, "recall": 0.8}],
+                         f1_gap_points=gap, findings=[]),
+    }
+
+
+def test_render_has_every_section_numbers_and_ratios():
+    text = report.render(_results())
+    for heading in ("## Machine and versions", "## 1. CRF", "## 2. Training throughput",
+                    "## 4. Accuracy parity", "## Findings"):
+        assert heading in text
+    assert "Test CPU" in text and "tensorflow 2.21.0" in text
+    assert "120 (110–125)" in text  # median (min–max)
+    assert "2.00×" in text and "1.20×" in text
+    assert "80.10" in text  # F1 in percent
+    assert "within the 1-point tolerance" in text
+    assert "decode is slower than tfa" in text
+    assert "Quick run" not in text and "disturbed" not in text
+    assert "| encoder | 300 | 75 % |" in text and "`_MklMatMul` 250 ms" in text
+    assert "| BiLSTM forward+backward | 50.0 (50.0–50.0) | 75.0 (75.0–75.0) | 1.50× |" in text  # breakdown, torch ÷ tfner
+
+
+def test_render_labels_quick_and_loaded_runs_and_failures():
+    text = report.render(_results(mode="quick", load=4.0, crf_passed=False, gap=2.5))
+    assert "Quick run" in text
+    assert "load average > 1.5" in text
+    assert "**FAIL**" in text and "**NO**" in text
+    assert "**outside** the 1-point tolerance" in text
+
+
+def test_render_without_results_says_how_to_run():
+    assert "run `python benchmarks/run_all.py`" in report.render({})
+
+
+def test_errors_are_listed():
+    results = _results()
+    results["crf"]["errors"] = [{"step": "crf-tfa", "message": "exit 1; ImportError: no tfa"}]
+    assert "**failed:** `crf-tfa`: exit 1; ImportError: no tfa" in report.render(results)
+
+
+def test_full_results_win_over_quick_ones(tmp_path):
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "crf.json").write_text(json.dumps({"mode": "quick"}))
+    (tmp_path / "quick" / "training.json").write_text(json.dumps({"mode": "quick"}))
+    (tmp_path / "crf.json").write_text(json.dumps({"mode": "full"}))
+    found = report.load_results(tmp_path)
+    assert found["crf"]["mode"] == "full" and found["training"]["mode"] == "quick"
+    assert "accuracy" not in found
+
+
+def test_write_report_writes_markdown(tmp_path):
+    (tmp_path / "results").mkdir()
+    for name, result in _results().items():
+        (tmp_path / "results" / f"{name}.json").write_text(json.dumps(result))
+    out = report.write_report(tmp_path / "results", tmp_path / "BENCHMARKS.md")
+    assert out.read_text(encoding="utf-8").startswith(report.TITLE)
+
+
+def test_formatting_helpers():
+    assert report.fmt_number(0.0) == "0" and report.fmt_number(2.345) == "2.35"
+    assert report.fmt_summary(None) == "–"
+    assert report.fmt_summary({"median": 5.0, "n": 1}) == "5.00"
+    assert report.fmt_load(None) == "–"
+    assert report.table(["x"], []) == ["| x |", "| --- |"]
