@@ -14,7 +14,7 @@ $(STAMP): requirements.txt setup.cfg setup.py
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-# The MSRA reproduction (paper A) on the offline defaults, short run (~10 min on 2 CPU cores).
+# The MSRA reproduction (paper A) on the offline defaults, short run (3.5 min measured on 2 CPU cores).
 reproduce: setup
 	$(PY) experiments/run_msra.py --config experiments/configs/msra_quick.json
 

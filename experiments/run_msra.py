@@ -70,6 +70,9 @@ class MsraArgs:
     dropout: float = dataclasses.field(default=0.1, metadata={"help": "paper: 0.1"})
     context_units: int = dataclasses.field(default=128, metadata={"help": "BiLSTM units per direction"})
     char_embedding_dim: int = 128
+    char_embeddings: str = dataclasses.field(
+        default="", metadata={"help": "initial character embeddings for char rows: a word2vec text file, "
+                                      "or an encoder directory whose token embeddings are used"})
     patience: int = 3
     seed: int = 42
     output_dir: str = "results/msra"
@@ -141,21 +144,23 @@ def main(argv=None):
             if twin:
                 logger.warning("%s: same encoder (%s) and head as %s: reusing its result",
                                row, encoder_used, twin)
-                results[row] = dict(results[twin], reused_from=twin, note=note)
+                results[row] = dict(results[twin], reused_from=twin, note=note, encoder=encoder_used)
                 continue
             used_encoders[row] = bundle.source
         else:
             encoder_used = "none (random character embeddings)"
         logger.info("=== %s (encoder: %s) ===", row, encoder_used)
-        vocabulary = None
+        vocabulary, embedding_matrix = None, None
         if bundle is None:
             from tfner.preprocessing import CharTokenizer
 
             vocabulary = CharTokenizer.from_vocab_file(os.path.join(offline, "vocab.txt")).vocabulary
+            if args.char_embeddings:
+                embedding_matrix, encoder_used = _char_embeddings(args.char_embeddings, vocabulary)
         tagger, tokenizer = build_tagger(
             row, labels=labels.labels, encoder=bundle, vocabulary=vocabulary,
             context_units=args.context_units, embedding_dim=args.char_embedding_dim,
-            dropout=args.dropout)
+            embedding_matrix=embedding_matrix, dropout=args.dropout)
         params = parameter_counts(tagger)
         corpus = encode_corpus(train, tokenizer, labels)
         config = TrainConfig(
@@ -198,6 +203,20 @@ def _same_model_already_run(row, encoder_used, used_encoders, results):
         if other != row and enc == encoder_used and other.split("-", 1)[1] == head and other in results:
             return other
     return None
+
+
+def _char_embeddings(spec, vocabulary):
+    """(matrix [V, D], label): from a word2vec file, or an encoder's token embeddings (same vocab)."""
+    from tfner.encoders import load_encoder, load_word2vec_embeddings
+
+    if os.path.isdir(spec):
+        backbone = load_encoder(spec).backbone
+        matrix = backbone.token_embedding.embeddings.numpy()
+        if matrix.shape[0] != len(vocabulary):
+            raise ValueError(f"{spec}: {matrix.shape[0]} token embeddings for a vocabulary of {len(vocabulary)}")
+        return matrix, f"character embeddings from {os.path.basename(spec.rstrip('/'))} (pretrained)"
+    matrix, found = load_word2vec_embeddings(spec, vocabulary)
+    return matrix, f"character embeddings from {os.path.basename(spec)} ({found:,} found, pretrained)"
 
 
 def _encoder_label(source, substituted_for=None):
