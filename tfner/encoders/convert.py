@@ -148,6 +148,25 @@ class _Assigner:
         return True
 
 
+# Hugging Face names of one transformer block's parts, relative to the block's prefix:
+# (query, key, value, attention output), attention norm, FFN in, FFN out, FFN norm.
+_BERT_BLOCK_NAMES = (("self.query", "self.key", "self.value", "output.dense"),
+                     "attention.output.LayerNorm", "intermediate.dense", "output.dense",
+                     "output.LayerNorm")
+_ALBERT_BLOCK_NAMES = (("query", "key", "value", "dense"), "attention.LayerNorm", "ffn",
+                       "ffn_output", "full_layer_layer_norm")
+
+
+def _assign_block(assign, block, prefix, names):
+    """Assigns one keras-hub TransformerEncoder block from Hugging Face tensors under `prefix`."""
+    attention, attention_norm, ffn_in, ffn_out, ffn_norm = names
+    _assign_attention(assign, block._self_attention_layer, attention, f"{prefix}.attention")
+    _assign_norm(assign, block._self_attention_layer_norm, f"{prefix}.{attention_norm}")
+    _assign_dense(assign, block._feedforward_intermediate_dense, f"{prefix}.{ffn_in}")
+    _assign_dense(assign, block._feedforward_output_dense, f"{prefix}.{ffn_out}")
+    _assign_norm(assign, block._feedforward_layer_norm, f"{prefix}.{ffn_norm}")
+
+
 def _assign_attention(assign, attention, names, prefix):
     query, key, value, output = names
     for dense, name in ((attention.query_dense, query), (attention.key_dense, key), (attention.value_dense, value)):
@@ -197,17 +216,7 @@ def assign_weights(backbone, kind, canonical, config, *, embeddings_only=False, 
     if kind == "bert":
         if not embeddings_only:
             for i, block in enumerate(backbone.transformer_layers):
-                prefix = f"encoder.layer.{i}"
-                _assign_attention(
-                    assign,
-                    block._self_attention_layer,
-                    ("self.query", "self.key", "self.value", "output.dense"),
-                    f"{prefix}.attention",
-                )
-                _assign_norm(assign, block._self_attention_layer_norm, f"{prefix}.attention.output.LayerNorm")
-                _assign_dense(assign, block._feedforward_intermediate_dense, f"{prefix}.intermediate.dense")
-                _assign_dense(assign, block._feedforward_output_dense, f"{prefix}.output.dense")
-                _assign_norm(assign, block._feedforward_layer_norm, f"{prefix}.output.LayerNorm")
+                _assign_block(assign, block, f"encoder.layer.{i}", _BERT_BLOCK_NAMES)
             _assign_dense(assign, backbone.pooled_dense, "pooler.dense", required=False)
             pooler_loaded = "pooler.dense.weight" in assign.used
     else:
@@ -217,16 +226,7 @@ def assign_weights(backbone, kind, canonical, config, *, embeddings_only=False, 
             for g, group in enumerate(backbone.transformer_layers):
                 for j, block in enumerate(group):
                     prefix = f"encoder.albert_layer_groups.{source_groups[g]}.albert_layers.{j}"
-                    _assign_attention(
-                        assign,
-                        block._self_attention_layer,
-                        ("query", "key", "value", "dense"),
-                        f"{prefix}.attention",
-                    )
-                    _assign_norm(assign, block._self_attention_layer_norm, f"{prefix}.attention.LayerNorm")
-                    _assign_dense(assign, block._feedforward_intermediate_dense, f"{prefix}.ffn")
-                    _assign_dense(assign, block._feedforward_output_dense, f"{prefix}.ffn_output")
-                    _assign_norm(assign, block._feedforward_layer_norm, f"{prefix}.full_layer_layer_norm")
+                    _assign_block(assign, block, prefix, _ALBERT_BLOCK_NAMES)
             _assign_dense(assign, backbone.pooled_dense, "pooler", required=False)
             pooler_loaded = "pooler.weight" in assign.used
     if assign.missing:
