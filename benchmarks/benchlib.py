@@ -357,3 +357,25 @@ class StepTimer:
 
     def mark(self):
         self.times.append(time.perf_counter())
+
+
+def latency_and_throughput(one, many, batch_size, args):
+    """p50/p99 latency (ms) of `one()` and sentences/s of `many()` (a batch of `batch_size`);
+    `args` gives warmup, latency_calls, rounds and batch_calls. Shared by tfner and the peers."""
+    for _ in range(args.warmup):
+        one()
+        many()
+    latencies = []
+    for _ in range(args.latency_calls):
+        start = time.perf_counter()
+        one()
+        latencies.append((time.perf_counter() - start) * 1000.0)
+    throughput = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        for _ in range(args.batch_calls):
+            many()
+        throughput.append(batch_size * args.batch_calls / (time.perf_counter() - start))
+    return {"latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+                           "mean": sum(latencies) / len(latencies), "n": len(latencies)},
+            "sentences_per_s": throughput}

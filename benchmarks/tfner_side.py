@@ -638,7 +638,7 @@ def cmd_infer(args):
                           lambda: tokens(token_ids=batch_ids[0], padding_mask=batch_ids[1])),
         }
         for name, (one, many) in cases.items():
-            result["paths"][name] = _latency_and_throughput(one, many, len(texts["batch"]), args)
+            result["paths"][name] = benchlib.latency_and_throughput(one, many, len(texts["batch"]), args)
         # Experiment (not the export): the same Keras tagger called in graph mode and XLA-compiled,
         # to show what compiling the model part of the serving graph would give.
         tagger, _, _ = build_model("tiny")
@@ -648,7 +648,7 @@ def cmd_infer(args):
             fn = tf.function(lambda ids, mask: tagger({"token_ids": ids, "padding_mask": tf.cast(mask, tf.bool)},
                                                       training=False)["tags"],
                              jit_compile=jit, reduce_retracing=True)
-            result["paths"][name] = _latency_and_throughput(
+            result["paths"][name] = benchlib.latency_and_throughput(
                 lambda fn=fn: fn(*single_ids).numpy(), lambda fn=fn: fn(*batch_ids).numpy(),
                 len(texts["batch"]), args)
     out = serve(text=batch_text)
@@ -660,26 +660,6 @@ def cmd_infer(args):
                        "confidences in the graph); tokens: token ids in, tag ids out; keras_graph / keras_xla: "
                        "the Keras tagger (token ids in, tags out) in tf.function without / with jit_compile.")
     benchlib.write_json(args.out, result)
-
-
-def _latency_and_throughput(one, many, batch_size, args):
-    for _ in range(args.warmup):
-        one()
-        many()
-    latencies = []
-    for _ in range(args.latency_calls):
-        start = time.perf_counter()
-        one()
-        latencies.append((time.perf_counter() - start) * 1000.0)
-    throughput = []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
-        for _ in range(args.batch_calls):
-            many()
-        throughput.append(batch_size * args.batch_calls / (time.perf_counter() - start))
-    return {"latency_ms": {"p50": benchlib.percentile(latencies, 50), "p99": benchlib.percentile(latencies, 99),
-                           "mean": sum(latencies) / len(latencies), "n": len(latencies)},
-            "sentences_per_s": throughput}
 
 
 # --------------------------------------------------------------------------------------------

@@ -340,33 +340,13 @@ def cmd_infer(args):
             "token_ids": (lambda: model.decode(*single_ids), lambda: model.decode(*batch_ids)),
         }
         for name, (one, many) in cases.items():
-            result["paths"][name] = latency_and_throughput(one, many, len(texts["batch"]), args)
+            result["paths"][name] = benchlib.latency_and_throughput(one, many, len(texts["batch"]), args)
         labels = meta["labels"]
         result["batch_tags"] = [[labels[t] for t in row] for row in tag_texts(texts["batch"])]
     result.update(load=load.record(), peak_rss_mb=benchlib.peak_rss_mb(),
                   notes="eager PyTorch, torch.inference_mode(); text path = Python vocabulary lookup + "
                         "model + pytorch-crf Viterbi (returns Python lists).")
     benchlib.write_json(args.out, result)
-
-
-def latency_and_throughput(one, many, batch_size, args):
-    for _ in range(args.warmup):
-        one()
-        many()
-    latencies = []
-    for _ in range(args.latency_calls):
-        start = time.perf_counter()
-        one()
-        latencies.append((time.perf_counter() - start) * 1000.0)
-    throughput = []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
-        for _ in range(args.batch_calls):
-            many()
-        throughput.append(batch_size * args.batch_calls / (time.perf_counter() - start))
-    return {"latency_ms": {"p50": benchlib.percentile(latencies, 50), "p99": benchlib.percentile(latencies, 99),
-                           "mean": sum(latencies) / len(latencies), "n": len(latencies)},
-            "sentences_per_s": throughput}
 
 
 def cmd_profile(args):
