@@ -320,20 +320,28 @@ def section_inference(result) -> list:
         "(median (min–max) over rounds). Two entry points: *text* (raw string in; tfner does "
         "tokenization, windows, Viterbi, entity spans and confidences inside the graph; PyTorch: "
         "Python vocabulary lookup + model + `CRF.decode`) and *token ids* (pre-tokenized ids in, tag "
-        "ids out). The `keras_graph` / `keras_xla` rows are an experiment, not the export: the same "
-        "Keras tagger on token ids in a `tf.function` without / with `jit_compile=True` (XLA), each "
-        "compared with PyTorch's token-ids path.")
+        "ids out). `*_xla` rows: the same signatures of the export with `jit_compile=True` "
+        "(`tfner export --jit-compile`: the tagger compiled with XLA on padded fixed shapes; TF "
+        "Serving needs `--xla_cpu_compilation_enabled=true` for it); the default export runs on any "
+        "TF Serving. Each tfner row is compared with PyTorch's row of the same entry point. *first "
+        "call*: the first single-sentence call after loading (graph set-up; for XLA, compiling that "
+        "shape), not included in p50/p99.")
     lines.append("")
     rows = []
     for row in result.get("rows", []):
         rows.append([row["path"], row["framework"], fmt_number(row.get("p50_ms")), fmt_number(row.get("p99_ms")),
+                     fmt_number(row.get("first_call_ms")),
                      fmt_summary(row.get("sentences_per_s")), fmt_ratio(row.get("latency_ratio")),
                      fmt_ratio(row.get("throughput_ratio")), fmt_number(row.get("peak_rss_mb"))])
-    lines += table(["entry point", "framework", "p50 ms", "p99 ms", "batch-32 sentences/s",
+    lines += table(["entry point", "framework", "p50 ms", "p99 ms", "first call ms", "batch-32 sentences/s",
                     "PyTorch p50 ÷ tfner p50", "tfner ÷ PyTorch sent/s", "peak RSS MiB"], rows)
     agreement = result.get("tag_agreement")
-    if agreement is not None:
-        lines += ["", f"Tag agreement between the two on the 32-sentence batch: {agreement * 100:.2f} % of characters."]
+    if isinstance(agreement, float):  # results written before the XLA rows
+        agreement = {"tfner": agreement}
+    for name, value in (agreement or {}).items():
+        if value is not None:
+            lines += ["", f"Tag agreement of {name} with PyTorch on the 32-sentence batch: "
+                          f"{value * 100:.2f} % of characters."]
     notes = result.get("notes", [])
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
@@ -375,8 +383,10 @@ def section_serving(result) -> list:
     lines.append("")
     rows = []
     for name, model in (result.get("models") or {}).items():
-        for path in ("saved_model", "tfner_serve_http"):
-            entry = model.get(path) or {}
+        for path in ("saved_model", "saved_model_xla", "tfner_serve_http", "tfner_serve_http_xla"):
+            entry = model.get(path)
+            if entry is None:  # results written before the XLA rows
+                continue
             latency = entry.get("latency_1x50") or {}
             throughput = entry.get("throughput_32x50") or {}
             rows.append([name, path, fmt_number(latency.get("p50_ms")), fmt_number(latency.get("p99_ms")),

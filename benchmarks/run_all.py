@@ -432,7 +432,9 @@ def measure_inference(runner, mode):
     extra = torch_env()
     if runner.run("infer-torch", "torch", ["infer", "--out", str(runner.work / "infer_torch.json")] + options, extra):
         raws["torch"] = benchlib.read_json(runner.work / "infer_torch.json")
-    for path in ("text", "token_ids", "keras_graph", "keras_xla"):
+    for path in ("text", "text_xla", "token_ids", "token_ids_xla"):
+        # Each tfner row is compared with PyTorch's row of the same entry point.
+        base = path.removesuffix("_xla")
         by_framework = {}
         for framework, raw in raws.items():
             entry = raw["paths"].get(path)
@@ -442,35 +444,39 @@ def measure_inference(runner, mode):
                                        "p50_ms": entry["latency_ms"]["p50"], "p99_ms": entry["latency_ms"]["p99"],
                                        "sentences_per_s": benchlib.summarize(entry["sentences_per_s"]),
                                        "peak_rss_mb": raw.get("peak_rss_mb"), "load": raw.get("load")}
-        if path.startswith("keras_") and "tfner" in by_framework and "torch" in raws:
-            theirs = raws["torch"]["paths"]["token_ids"]
-            row = by_framework["tfner"]
-            row["latency_ratio"] = benchlib.ratio(theirs["latency_ms"]["p50"], row["p50_ms"])
-            row["throughput_ratio"] = benchlib.ratio(row["sentences_per_s"]["median"],
-                                                     benchlib.summarize(theirs["sentences_per_s"])["median"])
-        elif "tfner" in by_framework and "torch" in by_framework:
-            ours, theirs = by_framework["tfner"], by_framework["torch"]
-            for row in (ours, theirs):
-                row["latency_ratio"] = benchlib.ratio(theirs["p50_ms"], row["p50_ms"])
-                row["throughput_ratio"] = benchlib.ratio(ours["sentences_per_s"]["median"],
-                                                         row["sentences_per_s"]["median"])
-            if ours["p50_ms"] > theirs["p50_ms"]:
+            if framework == "tfner":
+                by_framework[framework]["first_call_ms"] = raw.get("first_call_ms", {}).get(f"{path}/single")
+        theirs = raws.get("torch", {}).get("paths", {}).get(base)
+        if "tfner" in by_framework and theirs is not None:
+            ours = by_framework["tfner"]
+            their_p50 = theirs["latency_ms"]["p50"]
+            their_rate = benchlib.summarize(theirs["sentences_per_s"])["median"]
+            ours["latency_ratio"] = benchlib.ratio(their_p50, ours["p50_ms"])
+            ours["throughput_ratio"] = benchlib.ratio(ours["sentences_per_s"]["median"], their_rate)
+            if "torch" in by_framework:
+                by_framework["torch"].update(latency_ratio=1.0, throughput_ratio=1.0)
+            if ours["p50_ms"] > their_p50:
                 findings.append(f"inference ({path}): tfner's p50 latency {ours['p50_ms']:.1f} ms is above "
-                                f"PyTorch's {theirs['p50_ms']:.1f} ms.")
+                                f"PyTorch's {their_p50:.1f} ms.")
             if ours["throughput_ratio"] is not None and ours["throughput_ratio"] < 1.0:
                 findings.append(f"inference ({path}): tfner's batch-32 throughput is "
                                 f"{ours['throughput_ratio']:.2f}× PyTorch's.")
         rows += list(by_framework.values())
-    agreement = None
+    agreement = {}
     if "tfner" in raws and "torch" in raws:
-        a, b = raws["tfner"]["batch_tags"], raws["torch"]["batch_tags"]
-        total = sum(len(x) for x in a)
-        same = sum(int(p == q) for x, y in zip(a, b) for p, q in zip(x, y))
-        agreement = same / total if total else None
+        b = raws["torch"]["batch_tags"]
+        for key in ("batch_tags", "batch_tags_xla"):
+            a = raws["tfner"].get(key)
+            if a is None:
+                continue
+            total = sum(len(x) for x in a)
+            same = sum(int(p == q) for x, y in zip(a, b) for p, q in zip(x, y))
+            agreement["tfner" + key.removeprefix("batch_tags")] = same / total if total else None
     if extra:
         notes.append("The PyTorch side ran with OMP_WAIT_POLICY=PASSIVE because the machine was busy.")
     result = base_result("inference", mode, started, load_start)
     result.update(rows=rows, tag_agreement=agreement, weights=export.get("weights"),
+                  load_s=raws.get("tfner", {}).get("load_s"),
                   single_length=prep.get("inference_single_length"),
                   latency_calls=MODES[mode]["infer"]["latency-calls"], notes=notes, findings=findings,
                   versions=versions(["torch"]), errors=runner.take_errors())

@@ -5,7 +5,8 @@ For a BERT + BiLSTM + CRF tagger (paper A's model) with (1) the offline tiny enc
 (../shared/encoders/configs/bert-base-chinese/config.json; random weights change nothing about
 speed), both with an untrained head:
 
-- export the SavedModel (raw text in, tags/entities/confidences out);
+- export the SavedModel (raw text in, tags/entities/confidences out), twice: the default export
+  and the XLA one (``jit_compile=True``);
 - latency p50/p99 of one 50-character sentence, and throughput at batch 32 (sentences/s),
   (a) calling the SavedModel's ``serving_default`` directly and (b) over HTTP through the
   `tfner serve` server (TF Serving's REST API; server in a thread of this process, one keep-alive
@@ -47,6 +48,7 @@ LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 # 50 characters, with entities of the three MSRA types.
 SENTENCE = "中国致公党第十一次全国代表大会今天在北京人民大会堂隆重开幕，江泽民主席向大会发来了贺信表示热烈祝贺。"
 BATCH = 32
+SERVING_PATHS = ("saved_model", "saved_model_xla", "tfner_serve_http", "tfner_serve_http_xla")
 
 
 def batch_texts():
@@ -186,35 +188,38 @@ def run_model(name, args, work):
 
     print(f"[{name}] building", flush=True)
     tagger, params = build(name)
-    base = work / name
-    if base.exists():
-        shutil.rmtree(base)
-    start = time.perf_counter()
-    path = export_saved_model(tagger, base)
-    export_s = time.perf_counter() - start
-    size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
-    print(f"[{name}] exported in {export_s:.1f} s ({size_mb:.1f} MiB); measuring", flush=True)
-    result = {"parameters": params, "export_seconds": round(export_s, 1),
-              "saved_model_mib": round(size_mb, 1)}
+    result = {"parameters": params}
     with benchlib.LoadRecorder() as load:
-        result["saved_model"] = measure_saved_model(path, args)
-        result["tfner_serve_http"] = measure_http(base, args)
+        for suffix, jit in (("", False), ("_xla", True)):
+            base = work / (name + suffix)
+            if base.exists():
+                shutil.rmtree(base)
+            start = time.perf_counter()
+            path = export_saved_model(tagger, base, jit_compile=jit)
+            export_s = time.perf_counter() - start
+            size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+            print(f"[{name}] exported{' (XLA)' if jit else ''} in {export_s:.1f} s ({size_mb:.1f} MiB); "
+                  "measuring", flush=True)
+            result["export_seconds" + suffix] = round(export_s, 1)
+            result["saved_model_mib" + suffix] = round(size_mb, 1)
+            result["saved_model" + suffix] = measure_saved_model(path, args)
+            result["tfner_serve_http" + suffix] = measure_http(base, args)
+            if not args.keep:
+                shutil.rmtree(base, ignore_errors=True)
         module = TaggerServingModule(tagger)
         result["components"] = [measure_components(tagger, module, args, 1),
                                 measure_components(tagger, module, args, BATCH)]
     result["load_average"] = load.record()
-    if not args.keep:
-        shutil.rmtree(base, ignore_errors=True)
     return result
 
 
 def print_table(results):
     print()
-    print(f"{'model':<10} {'path':<18} {'p50 ms':>9} {'p99 ms':>9} {'batch32 sent/s':>15}")
+    print(f"{'model':<10} {'path':<22} {'p50 ms':>9} {'p99 ms':>9} {'batch32 sent/s':>15}")
     for name, r in results["models"].items():
-        for path in ("saved_model", "tfner_serve_http"):
+        for path in SERVING_PATHS:
             lat, thr = r[path]["latency_1x50"], r[path]["throughput_32x50"]
-            print(f"{name:<10} {path:<18} {lat['p50_ms']:>9.2f} {lat['p99_ms']:>9.2f} "
+            print(f"{name:<10} {path:<22} {lat['p50_ms']:>9.2f} {lat['p99_ms']:>9.2f} "
                   f"{thr['sentences_per_s']:>15.1f}")
     print()
     print(f"{'model':<10} {'batch':>5} {'encoder':>9} {'emissions':>10} {'+CRF':>9} {'viterbi':>9} "

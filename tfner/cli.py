@@ -85,14 +85,15 @@ def cmd_export(a):
     path = find_keras_model(a.model)
     tagger = load_tagger(path)
     target = export_saved_model(tagger, a.out, version=a.version, window=a.window,
-                                overlap=a.overlap, max_batch_windows=a.max_batch_windows)
+                                overlap=a.overlap, max_batch_windows=a.max_batch_windows,
+                                jit_compile=a.jit_compile)
     print(f"exported {path} to {target}")
 
 
 def cmd_predict(a):
     from tfner.export import TextPredictor, predict_file
 
-    predictor = TextPredictor(a.model, window=a.window, overlap=a.overlap)
+    predictor = TextPredictor(a.model, window=a.window, overlap=a.overlap, jit_compile=a.jit_compile)
     n = predict_file(predictor, a.input, a.output, output_format=a.format,
                      batch_size=a.batch_size, chunk_size=a.chunk, progress=not a.quiet)
     print(f"wrote {n} {'tag' if a.format == 'tags' else 'JSON'} lines to {a.output}")
@@ -170,6 +171,9 @@ def build_parser():
     x.add_argument("--overlap", type=int, help="context shared by neighbouring windows (default 32)")
     x.add_argument("--max-batch-windows", type=int,
                    help="windows per pass through the tagger inside the graph (default 64)")
+    x.add_argument("--jit-compile", action="store_true",
+                   help="compile the tagger with XLA (much lower CPU latency; TF Serving then needs "
+                        "--xla_cpu_compilation_enabled=true)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="one sentence per line in, one tag line (or JSON) per line out")
@@ -183,6 +187,7 @@ def build_parser():
     r.add_argument("--chunk", type=int, default=4096, help="lines read at a time (bounded memory)")
     r.add_argument("--window", type=int, help=".keras models: characters per window")
     r.add_argument("--overlap", type=int, help=".keras models: context shared by windows")
+    r.add_argument("--jit-compile", action="store_true", help=".keras models: compile with XLA")
     r.add_argument("--quiet", action="store_true", help="no progress counter")
     r.set_defaults(func=cmd_predict)
 

@@ -2,6 +2,7 @@
 
 - a character BiLSTM-CRF, trained for 40 steps on MSRA test sentences 1000-2499 (the tests use
   sentences 0-499), exported with ``tfner export`` from its run directory;
+  the same tagger is also exported with ``--jit-compile`` (XLA);
 - a BERT (the offline tiny encoder) + softmax tagger with a random, seeded head: untrained, but
   its argmax tags are varied (about 2/3 "O", all types) and include many orphan ``I-`` tags, so
   the softmax repair is exercised.
@@ -80,6 +81,18 @@ def crf_export(crf_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def crf_xla_export(crf_run, tmp_path_factory):
+    """The CRF tagger exported by ``tfner export --jit-compile`` (XLA) in a new process."""
+    base = tmp_path_factory.mktemp("saved_models") / "msra_crf_xla"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "tfner.cli", "export", "--model", str(crf_run[1]), "--out", str(base),
+         "--jit-compile"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base / "1"
+
+
+@pytest.fixture(scope="session")
 def softmax_tagger(msra_test):
     """BERT (tiny encoder) + softmax with a random head, standardised so the argmax tags vary."""
     import keras
@@ -118,8 +131,8 @@ def softmax_export(softmax_tagger, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fresh_process_report(crf_export, softmax_export, eval_texts, tmp_path_factory):
-    """Runs ``fresh_process_check.py`` (imports nothing but tensorflow) on both exports."""
+def fresh_process_report(crf_export, softmax_export, crf_xla_export, eval_texts, tmp_path_factory):
+    """Runs ``fresh_process_check.py`` (imports nothing but tensorflow) on the three exports."""
     work = tmp_path_factory.mktemp("fresh")
     long_text = ("".join(eval_texts) * 3)[:5000]
     texts = eval_texts + ["", long_text, "王"]
@@ -128,9 +141,28 @@ def fresh_process_report(crf_export, softmax_export, eval_texts, tmp_path_factor
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
     result = subprocess.run(
         [sys.executable, str(HERE / "fresh_process_check.py"), str(work / "texts.json"), str(out),
-         str(crf_export), str(softmax_export)],
+         str(crf_export), str(softmax_export), str(crf_xla_export)],
         capture_output=True, text=True, env=env, cwd=str(work), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     report["texts"] = texts
     return report
+
+
+def _encode_rows(tokenizer, texts):
+    """``(ids, mask)`` int32 ``[len(texts), max length]`` for the ``tokens`` signature."""
+    import numpy as np
+
+    width = max(len(t) for t in texts)
+    ids = np.zeros((len(texts), width), "int32")
+    mask = np.zeros((len(texts), width), "int32")
+    for r, text in enumerate(texts):
+        ids[r, :len(text)] = tokenizer.encode(text)
+        mask[r, :len(text)] = 1
+    return ids, mask
+
+
+@pytest.fixture(scope="session")
+def encode_rows():
+    """``encode_rows(tokenizer, texts) -> (ids, mask)``: padded inputs of the ``tokens`` signature."""
+    return _encode_rows

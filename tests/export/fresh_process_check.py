@@ -2,7 +2,8 @@
 
     python fresh_process_check.py texts.json report.json SAVED_MODEL_DIR...
 
-For each SavedModel: lists every op of the graph and of all library functions, looks each up in
+For each SavedModel: lists every op of the graph and of all library functions (and counts the
+functions marked for XLA compilation), looks each up in
 the op registry of plain ``tensorflow`` (nothing else has been imported, so tensorflow-text or
 other custom op libraries cannot have registered theirs), then loads the model and tags the texts
 with ``serving_default``. Writes the findings as JSON; the tests assert on them.
@@ -21,13 +22,14 @@ def graph_ops(path):
     with open(f"{path}/saved_model.pb", "rb") as f:
         saved_model.ParseFromString(f.read())
     ops = set()
-    functions = 0
+    functions = xla_functions = 0
     for meta_graph in saved_model.meta_graphs:
         ops.update(node.op for node in meta_graph.graph_def.node)
         for function in meta_graph.graph_def.library.function:
             functions += 1
+            xla_functions += function.attr["_XlaMustCompile"].b
             ops.update(node.op for node in function.node_def)
-    return sorted(ops), functions
+    return sorted(ops), functions, xla_functions
 
 
 def tag(path, texts, batch_size=64):
@@ -51,11 +53,12 @@ def main(texts_path, report_path, *paths):
     texts = json.load(open(texts_path, encoding="utf-8"))
     report = {"models": {}}
     for path in paths:
-        ops, functions = graph_ops(path)
+        ops, functions, xla_functions = graph_ops(path)
         tags, entities = tag(path, texts)
         report["models"][path] = {
             "ops": ops,
             "functions": functions,
+            "xla_functions": xla_functions,
             "unregistered": [op for op in ops if op_def_registry.get(op) is None],
             "tags": tags,
             "entities": entities,

@@ -225,17 +225,12 @@ def test_softmax_confidence_is_the_product_of_tag_probabilities(softmax_export, 
     assert checked > 0
 
 
-def test_tokens_signature(crf_export, crf_run, softmax_export, softmax_tagger, eval_texts):
+def test_tokens_signature(crf_export, crf_run, softmax_export, softmax_tagger, eval_texts, encode_rows):
     for path, tagger in ((crf_export, crf_run[0]), (softmax_export, softmax_tagger)):
         tokens = tf.saved_model.load(str(path)).signatures["tokens"]
         texts = eval_texts[:6]
-        tokenizer = tagger.tokenizer()
         width = max(len(t) for t in texts)
-        ids = np.zeros((len(texts), width), "int32")
-        mask = np.zeros((len(texts), width), "int32")
-        for r, text in enumerate(texts):
-            ids[r, :len(text)] = tokenizer.encode(text)
-            mask[r, :len(text)] = 1
+        ids, mask = encode_rows(tagger.tokenizer(), texts)
         got = tokens(token_ids=tf.constant(ids), padding_mask=tf.constant(mask))["tags"].numpy()
         expected = predict_tags(tagger, texts)  # repaired for softmax, as the signature does
         for r, text in enumerate(texts):

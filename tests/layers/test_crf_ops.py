@@ -210,12 +210,58 @@ def check_padding_invariance(seed=0, extra=3):
 # --------------------------------------------------------------------------------------------
 
 
-def test_brute_force_random_cases():
+@pytest.fixture(params=["backpointers", "recompute"])
+def decode_strategy(request, monkeypatch):
+    """Runs a test with each of crf_decode's two back-tracking strategies (chosen by K)."""
+    limit = 10**6 if request.param == "backpointers" else 0
+    monkeypatch.setattr(crf_ops, "_BACKPOINTER_MAX_TAGS", limit)
+    return request.param
+
+
+def test_brute_force_random_cases(decode_strategy):
     run_brute_force_suite(num_cases=24, seed=0)
 
 
-def test_padding_invariance():
+def test_padding_invariance(decode_strategy):
     check_padding_invariance(seed=1)
+
+
+def np_viterbi(emissions, length, trans, start=None, end=None):
+    """Viterbi in numpy (float32, the same sums as crf_decode), ties to the lowest tag id."""
+    score = emissions[0] + (0 if start is None else start)
+    backpointers = []
+    for t in range(1, length):
+        candidates = score[:, None] + trans  # [from, to]
+        backpointers.append(np.argmax(candidates, axis=0))
+        score = candidates.max(axis=0) + emissions[t]
+    if end is not None:
+        score = score + end
+    path = [int(np.argmax(score))]
+    for bp in reversed(backpointers):
+        path.append(int(bp[path[-1]]))
+    return path[::-1]
+
+
+@pytest.mark.parametrize("num_tags", [7, 41])
+def test_decode_strategies_agree_with_numpy_viterbi_including_ties(num_tags, monkeypatch):
+    """K = 7 and 41 (BIOS over CLUENER's 10 types); integer scores make ties frequent."""
+    rng = np.random.default_rng(num_tags)
+    batch, max_len = 16, 40
+    emissions = rng.integers(-2, 3, size=(batch, max_len, num_tags)).astype("float32")
+    trans = rng.integers(-1, 2, size=(num_tags, num_tags)).astype("float32")
+    start, end = rng.integers(-1, 2, size=(2, num_tags)).astype("float32")
+    lengths = rng.integers(0, max_len + 1, size=batch).astype("int32")
+    lengths[:2] = [1, max_len]
+    decoded = {}
+    for name, limit in (("backpointers", 10**6), ("recompute", 0)):
+        monkeypatch.setattr(crf_ops, "_BACKPOINTER_MAX_TAGS", limit)
+        decoded[name] = np.asarray(crf_ops.crf_decode(emissions, trans, lengths, start, end)[0])
+    np.testing.assert_array_equal(decoded["backpointers"], decoded["recompute"])
+    for b in range(batch):
+        length = int(lengths[b])
+        if length:
+            assert decoded["recompute"][b, :length].tolist() == np_viterbi(
+                emissions[b], length, trans, start, end)
 
 
 def test_brute_force_catches_a_wrong_transition_direction():
@@ -386,7 +432,7 @@ def _check_gradients(rng, scale, tolerance, allowed, allowed_start, allowed_end)
     assert (tape.gradient(log_norm, trans).numpy()[~allowed] == 0).all()
 
 
-def test_tf_function_with_dynamic_time_matches_eager():
+def test_tf_function_with_dynamic_time_matches_eager(decode_strategy):
     import tensorflow as tf
 
     rng = np.random.default_rng(6)
@@ -475,7 +521,7 @@ def test_bad_labels_and_schemes_raise():
         crf_ops.allowed_transitions(["O", "PER"], "BIO")
 
 
-def test_constrained_decoding_never_breaks_the_scheme():
+def test_constrained_decoding_never_breaks_the_scheme(decode_strategy):
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     allowed, allowed_start, allowed_end = crf_ops.allowed_transitions(labels)
     rng = np.random.default_rng(7)
@@ -523,6 +569,12 @@ tests.crf_ops = types.SimpleNamespace(**{
     **vars(crf_ops), **{name: jax.jit(getattr(crf_ops, name)) for name in jitted}})
 tests.run_brute_force_suite(num_cases=3, seed=10)
 tests.test_tfa_hand_computed_cases()
+default_limit = crf_ops._BACKPOINTER_MAX_TAGS
+crf_ops._BACKPOINTER_MAX_TAGS = 0  # crf_decode's other back-tracking strategy, freshly jitted
+tests.crf_ops = types.SimpleNamespace(**{
+    **vars(crf_ops), **{name: jax.jit(getattr(crf_ops, name)) for name in jitted}})
+tests.run_brute_force_suite(num_cases=3, seed=11)
+crf_ops._BACKPOINTER_MAX_TAGS = default_limit
 
 rng = np.random.default_rng(12)
 emissions = jnp.asarray(rng.normal(size=(3, 4, 3)).astype("float32"))

@@ -24,13 +24,14 @@ class TextPredictor:
         model: a SavedModel directory, a TF Serving base directory (the latest version is used),
             a ``.keras`` file or a training run directory (``best.keras`` / ``final.keras``).
         window, overlap: windowing for a ``.keras`` model (an export fixes its own).
+        jit_compile: compile a ``.keras`` model's tagger with XLA (an export fixes its own).
 
     Example:
     >>> # predictor = TextPredictor("saved_models/msra")
     >>> # predictor(["王小明在北京工作。"])[0]["entities"]
     """
 
-    def __init__(self, model, window=None, overlap=None):
+    def __init__(self, model, window=None, overlap=None, jit_compile=False):
         import tensorflow as tf
 
         from tfner.export.saved_model import find_keras_model, is_saved_model, resolve_saved_model
@@ -38,8 +39,9 @@ class TextPredictor:
         path = pathlib.Path(model)
         if is_saved_model(path) or (path.is_dir() and not any(path.glob("*.keras"))):
             self.path = resolve_saved_model(path)
-            if window is not None or overlap is not None:
-                logger.warning("--window/--overlap are ignored for a SavedModel (fixed at export)")
+            if window is not None or overlap is not None or jit_compile:
+                logger.warning("window, overlap and jit_compile are ignored for a SavedModel "
+                               "(fixed at export)")
             self._function = tf.saved_model.load(str(self.path)).signatures["serving_default"]
         else:
             from tfner.export.saved_model import load_tagger
@@ -47,7 +49,8 @@ class TextPredictor:
 
             self.path = find_keras_model(path)
             tagger = load_tagger(self.path)
-            self._module = TaggerServingModule(tagger, window=window, overlap=overlap)
+            self._module = TaggerServingModule(tagger, window=window, overlap=overlap,
+                                               jit_compile=jit_compile)
             self._function = self._module.serve
         self._tf = tf
 

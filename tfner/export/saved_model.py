@@ -9,7 +9,7 @@ Layout written by :func:`export_saved_model` (what ``tensorflow/serving`` expect
         variables/             # the tagger's weights
         assets/labels.txt      # tag strings, one per line, line number - 1 = tag id
         assets/vocab.txt       # the character vocabulary, line number - 1 = token id
-        assets/tfner.json      # window, overlap, scheme, decoder, confidence method, signatures
+        assets/tfner.json      # window, overlap, scheme, decoder, XLA, confidence method, signatures
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def resolve_saved_model(path) -> pathlib.Path:
 
 
 def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None, *,
-                       punctuation=None, max_batch_windows=None) -> pathlib.Path:
+                       punctuation=None, max_batch_windows=None, jit_compile=False) -> pathlib.Path:
     """Exports a tagger as a versioned TF Serving SavedModel (raw text in, entities out).
 
     Args:
@@ -99,6 +99,9 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
         overlap: context characters shared by neighbouring windows; default ``min(32, window // 4)``.
         punctuation: characters a window may end after (default ``。！？；，``).
         max_batch_windows: windows per pass through the tagger inside the graph (default 64).
+        jit_compile: compile the tagger part with XLA on a few padded shapes (several times
+            lower latency on CPU; TF Serving must then run with
+            ``--xla_cpu_compilation_enabled=true``). See :class:`TaggerServingModule`.
 
     Returns:
         The version directory.
@@ -128,7 +131,7 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
     module = TaggerServingModule(
         tagger, window=window, overlap=overlap,
         punctuation=DEFAULT_PUNCTUATION if punctuation is None else punctuation,
-        max_batch_windows=max_batch_windows or DEFAULT_MAX_BATCH_WINDOWS)
+        max_batch_windows=max_batch_windows or DEFAULT_MAX_BATCH_WINDOWS, jit_compile=jit_compile)
     staging = pathlib.Path(tempfile.mkdtemp(prefix="tfner-assets-"))
     try:
         (staging / "labels.txt").write_text("".join(f"{label}\n" for label in module.labels),
@@ -149,8 +152,8 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
         partial.rename(target)  # TF Serving must never see a half-written version
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("exported %s (window %d, overlap %d, %s) to %s", tagger.name, module.window,
-                module.overlap, module.decoder, target)
+    logger.info("exported %s (window %d, overlap %d, %s%s) to %s", tagger.name, module.window,
+                module.overlap, module.decoder, ", XLA" if module.jit_compile else "", target)
     return target
 
 

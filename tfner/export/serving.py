@@ -41,6 +41,18 @@ Confidence of an entity:
 
 For softmax taggers the output tags are rewritten into the strict form of the scheme (an orphan
 ``I-X`` becomes ``B-X``), exactly as ``tfner.models.predict_tags`` does; entities are unchanged.
+
+XLA (``jit_compile=True``): the tagger part of both signatures (encoder, context layer, decoder,
+and the forward-backward of the confidences) is compiled with XLA. XLA compiles once per input shape, so the windows of a pass are padded to
+a few fixed shapes first (``compiled_shapes``: lengths 16, 32, 64, ... up to the window; rows
+1, 2, 4, ... up to ``max_batch_windows``; padding rows repeat a real row, padding characters are
+masked, and both are cut off again), which bounds the compilations of a served model (at most
+``len(lengths) * len(rows)``, each paid once, on the first request of that shape). Text
+handling, windows and entities stay in plain TensorFlow ops. On two CPU cores this cuts the
+latency of one sentence several-fold for a BiLSTM tagger (the recurrent loop and the CRF
+recursions run as compiled loops instead of one graph-executor step per time step; see
+``BENCHMARKS.md``). TF Serving runs such a model only with ``--xla_cpu_compilation_enabled=true``
+(without it the first request fails), which is why it is not the default.
 """
 
 from __future__ import annotations
@@ -59,6 +71,7 @@ logger = logging.getLogger("tfner.export")
 DEFAULT_WINDOW = 510
 DEFAULT_OVERLAP = 32
 DEFAULT_MAX_BATCH_WINDOWS = 64
+SMALLEST_COMPILED_LENGTH = 16
 
 CONFIDENCE_METHODS = {
     "crf": "crf-span-marginal",
@@ -89,6 +102,34 @@ def resolve_window(tagger, window=None, overlap=None):
     return window, overlap
 
 
+def compiled_shapes(window, max_batch_windows):
+    """The padded ``(lengths, rows)`` an XLA-compiled tagger is called with.
+
+    Powers of two from 16 characters (1 row) up to the window (``max_batch_windows`` rows), the
+    limit itself last, so padding at most doubles a pass's work.
+
+    Example:
+    >>> compiled_shapes(100, 6)
+    ([16, 32, 64, 100], [1, 2, 4, 6])
+    """
+    def doubling(first, limit):
+        values, value = [], first
+        while value < limit:
+            values.append(value)
+            value *= 2
+        return values + [limit]
+
+    return doubling(SMALLEST_COMPILED_LENGTH, int(window)), doubling(1, int(max_batch_windows))
+
+
+def _round_up(value, buckets):
+    """The smallest bucket >= value (value itself above the largest bucket)."""
+    buckets = tf.constant(buckets, tf.int32)
+    index = tf.minimum(tf.searchsorted(buckets, tf.reshape(value, [1]), side="left")[0],
+                       tf.size(buckets) - 1)
+    return tf.maximum(tf.gather(buckets, index), value)
+
+
 class TaggerServingModule(tf.Module):
     """A ``tf.Module`` serving an ``NERTagger`` on raw text (see the module docstring).
 
@@ -99,6 +140,8 @@ class TaggerServingModule(tf.Module):
         punctuation: characters a window may end after.
         max_batch_windows: windows per pass through the tagger (bounds the memory of a request
             with many long texts; larger requests loop inside the graph).
+        jit_compile: compile the tagger with XLA, on padded fixed shapes (see the module
+            docstring; TF Serving then needs ``--xla_cpu_compilation_enabled=true``).
 
     Example:
     >>> # module = TaggerServingModule(tagger)
@@ -107,14 +150,18 @@ class TaggerServingModule(tf.Module):
     """
 
     def __init__(self, tagger, window=None, overlap=None, punctuation=DEFAULT_PUNCTUATION,
-                 max_batch_windows=DEFAULT_MAX_BATCH_WINDOWS, name=None):
+                 max_batch_windows=DEFAULT_MAX_BATCH_WINDOWS, jit_compile=False, name=None):
         super().__init__(name=name)
         self.window, self.overlap = resolve_window(tagger, window, overlap)
         if int(max_batch_windows) < 1:
             raise ValueError(f"max_batch_windows must be >= 1, got {max_batch_windows}")
         self.max_batch_windows = int(max_batch_windows)
         self.punctuation = str(punctuation)
+        self.jit_compile = bool(jit_compile)
+        self.compiled_lengths, self.compiled_rows = compiled_shapes(self.window, self.max_batch_windows)
         self.tagger = tagger
+        if self.jit_compile:
+            self._compiled_tagger = tf.function(self._tagger_outputs, jit_compile=True)
         self.decoder = tagger.decoder
         self.labels = list(tagger.labels)
         self.scheme = tagger.scheme
@@ -145,6 +192,10 @@ class TaggerServingModule(tf.Module):
             "overlap": self.overlap,
             "punctuation": self.punctuation,
             "max_batch_windows": self.max_batch_windows,
+            "jit_compile": self.jit_compile,
+            **({"compiled_shapes": {"lengths": self.compiled_lengths, "rows": self.compiled_rows},
+                "tf_serving_flags": ["--xla_cpu_compilation_enabled=true"]}
+               if self.jit_compile else {}),
             "confidence": CONFIDENCE_METHODS[self.decoder],
             "signatures": {
                 "serving_default": {
@@ -169,38 +220,60 @@ class TaggerServingModule(tf.Module):
 
     # === Pieces ===
 
-    def _run_tagger(self, token_ids, padding_mask):
-        """``(emissions [W, T, K] float32, tags [W, T] int32)``.
+    TERMS = ("alpha", "step", "open", "closed")
+
+    def _tagger_outputs(self, token_ids, padding_mask, with_terms):
+        """One pass of the Keras tagger: ``[tags int32]``, then (``with_terms``) the four
+        ``[rows, length]`` float32 pieces of the entity confidences (:meth:`_position_terms`)."""
+        out = self.tagger({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        tags = tf.cast(out["tags"], tf.int32)
+        if not with_terms:
+            return [tags]
+        lengths = tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1)
+        terms = self._position_terms(tf.cast(out["emissions"], tf.float32), tags, lengths)
+        return [tags] + [terms[k] for k in self.TERMS]
+
+    def _tag_rows(self, token_ids, padding_mask, with_terms):
+        """``_tagger_outputs`` of some rows; with XLA, through the padded fixed shapes."""
+        if not self.jit_compile:
+            return self._tagger_outputs(token_ids, padding_mask, with_terms)
+        rows, length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+        padded_rows = _round_up(rows, self.compiled_rows)
+        padded_length = _round_up(length, self.compiled_lengths)
+        repeat = tf.minimum(tf.range(padded_rows), rows - 1)  # padding rows repeat the last row
+        columns = [[0, 0], [0, padded_length - length]]
+        ids = tf.pad(tf.gather(token_ids, repeat), columns, constant_values=self.pad_id)
+        mask = tf.pad(tf.gather(tf.cast(padding_mask, tf.int32), repeat), columns) > 0
+        outputs = self._compiled_tagger(ids, mask, with_terms)
+        return [x[:rows, :length] for x in outputs]
+
+    def _run_tagger(self, token_ids, padding_mask, with_terms=False):
+        """``[tags [W, T] int32]`` (+ with ``with_terms`` the confidence pieces, ``[W, T]`` float32).
 
         Rows go through the tagger ``max_batch_windows`` at a time (a loop in the graph), so a
         request with many long texts does not build one huge batch; empty inputs skip the model.
         """
-        num_tags = len(self.labels)
         chunk = self.max_batch_windows
+        dtypes = [tf.int32] + [tf.float32] * (len(self.TERMS) if with_terms else 0)
 
         def run():
             rows = tf.shape(token_ids)[0]
             steps = (rows + chunk - 1) // chunk
 
-            def body(step, emissions, tags):
+            def body(step, *arrays):
                 start = step * chunk
                 end = tf.minimum(start + chunk, rows)
-                out = self.tagger({"token_ids": token_ids[start:end],
-                                   "padding_mask": padding_mask[start:end]}, training=False)
-                return (step + 1, emissions.write(step, tf.cast(out["emissions"], tf.float32)),
-                        tags.write(step, tf.cast(out["tags"], tf.int32)))
+                outputs = self._tag_rows(token_ids[start:end], padding_mask[start:end], with_terms)
+                return (step + 1,) + tuple(a.write(step, x) for a, x in zip(arrays, outputs))
 
-            arrays = (tf.TensorArray(tf.float32, size=steps, infer_shape=False,
-                                     element_shape=tf.TensorShape([None, None, num_tags])),
-                      tf.TensorArray(tf.int32, size=steps, infer_shape=False,
-                                     element_shape=tf.TensorShape([None, None])))
-            _, emissions, tags = tf.while_loop(
-                lambda step, *_: step < steps, body, (tf.constant(0),) + arrays)
-            return emissions.concat(), tags.concat()
+            arrays = tuple(tf.TensorArray(dtype, size=steps, infer_shape=False,
+                                          element_shape=tf.TensorShape([None, None]))
+                           for dtype in dtypes)
+            results = tf.while_loop(lambda step, *_: step < steps, body, (tf.constant(0),) + arrays)
+            return [a.concat() for a in results[1:]]
 
         def empty():
-            shape = tf.shape(token_ids)
-            return (tf.zeros([0, shape[1], num_tags], tf.float32), tf.zeros([0, shape[1]], tf.int32))
+            return [tf.zeros([0, tf.shape(token_ids)[1]], dtype) for dtype in dtypes]
 
         return tf.cond(tf.size(token_ids) > 0, run, empty)
 
@@ -251,8 +324,8 @@ class TaggerServingModule(tf.Module):
         rows = tf.broadcast_to(row[:, None], tf.shape(columns))
         window_ids = tf.gather_nd(padded_ids, tf.stack([rows, tf.maximum(columns, 0)], axis=-1))
         window_ids = tf.where(in_window, window_ids, self.pad_id)
-        emissions, window_tags = self._run_tagger(window_ids, in_window)
-        terms = self._position_terms(emissions, window_tags, window_lengths)
+        window_tags, *window_terms = self._run_tagger(window_ids, in_window, with_terms=True)
+        terms = dict(zip(self.TERMS, window_terms))
 
         # Stitch: flat per-character values in text order.
         source = graph.stitch_sources(row, start, end, lengths)
@@ -265,7 +338,7 @@ class TaggerServingModule(tf.Module):
         starts, ends = graph.entity_flags(tags, row_ids, self._role, self._type)
         span_start = tf.cast(tf.where(starts)[:, 0], tf.int32)
         span_end = tf.cast(tf.where(ends)[:, 0], tf.int32) + 1
-        flat_terms = [tf.gather_nd(terms[k], where) for k in ("alpha", "step", "open", "closed")]
+        flat_terms = [tf.gather_nd(terms[k], where) for k in self.TERMS]
         log_p = graph.span_log_probabilities(span_start, span_end, *flat_terms,
                                              source["first"], source["last"])
         confidence = tf.minimum(tf.exp(log_p), 1.0)
@@ -301,7 +374,7 @@ class TaggerServingModule(tf.Module):
     def tokens(self, token_ids, padding_mask):
         """Pre-tokenized ids (one per character) -> tag ids ``[batch, length]`` (0 at padding)."""
         mask = tf.not_equal(padding_mask, 0)
-        _, tags = self._run_tagger(token_ids, mask)
+        (tags,) = self._run_tagger(token_ids, mask)
         tags = tf.where(mask, tags, 0)
         if self.decoder == "softmax":
             where = tf.where(mask)
