@@ -359,6 +359,29 @@ class StepTimer:
         self.times.append(time.perf_counter())
 
 
+def time_rounds(fn, rounds, calls, warmup=3, sync=None):
+    """Milliseconds per call of ``fn()``, one value per round of ``calls`` calls.
+
+    ``sync(result)`` (e.g. fetching a TensorFlow result to numpy) runs on the last result of each
+    round before the clock stops, so asynchronous work is counted. Shared by tfner and the peers.
+
+    Example:
+    >>> len(time_rounds(lambda: None, rounds=3, calls=2, warmup=0))
+    3
+    """
+    sync = sync or (lambda result: None)
+    for _ in range(warmup):
+        sync(fn())
+    per_round = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            result = fn()
+        sync(result)
+        per_round.append((time.perf_counter() - start) / calls * 1000.0)
+    return per_round
+
+
 def latency_and_throughput(one, many, batch_size, args):
     """p50/p99 latency (ms) of `one()` and sentences/s of `many()` (a batch of `batch_size`);
     `args` gives warmup, latency_calls, rounds and batch_calls. Shared by tfner and the peers."""

@@ -301,12 +301,14 @@ def breakdown_intro(breakdown):
     first = next(iter(breakdown.values()))
     shape = first.get("batch_shape", ["?", "?"])
     return (f"Where a training step's time goes (tiny model, one batch of the plan, {shape[0]}×{shape[1]} "
-            "characters; tfner parts in `tf.function`, PyTorch eager; milliseconds per call, median "
+            "characters; tfner and legacy-tf215 parts in `tf.function`, PyTorch eager; milliseconds per "
+            "call, median "
             "(min–max) over rounds). A ratio above 1 means tfner is faster on that part. `torch` runs "
             "the BiLSTM over a `PackedSequence` (what PyTorch users write), `torch-unpacked` computes "
             "the same function without it (forward direction over the padded batch, backward "
             "direction over each row reversed within its length), which takes PyTorch's fused oneDNN "
-            "LSTM.")
+            "LSTM. `legacy-tf215`: TFBertModel, `tf.keras` 2.15 BiLSTM, tfa's CRF; its training step "
+            "uses one learning rate and Keras' per-variable clipnorm (tfner: per-group rates).")
 
 
 def section_inference(result) -> list:
@@ -403,6 +405,93 @@ def section_findings(results) -> list:
     return ["## Findings and what is ours to fix", ""] + [f"- {f}" for f in findings]
 
 
+def verdict(ratio, ours=None, theirs=None) -> str:
+    """Whether a "tfner ÷ peer" speed ratio meets a ">= 1" target.
+
+    ``ours`` / ``theirs``: summaries with ``min``/``max`` (of the speed, or of the time; only
+    whether the ranges overlap matters).
+
+    Example:
+    >>> verdict(1.2), verdict(0.9, {"min": 1, "max": 3}, {"min": 2, "max": 4}), verdict(0.5)
+    ('met', 'level (within the spread of the repeats)', '**not met**')
+    """
+    if ratio is None:
+        return "–"
+    if ratio >= 1.0:
+        return "met"
+    if ours and theirs and ours["min"] <= theirs["max"] and theirs["min"] <= ours["max"]:
+        return "level (within the spread of the repeats)"
+    return "**not met**"
+
+
+def target_rows(results) -> list:
+    """``[target, measurement, tfner ÷ peer, verdict]`` rows for the issue's ratio targets."""
+    rows = []
+    training = results.get("training") or {}
+    by_key = {(r.get("model"), r.get("framework")): r for r in training.get("rows", [])}
+    for model in ("tiny", "base"):
+        ours = by_key.get((model, "tfner"))
+        for peer in ("torch", "torch-unpacked", "legacy-tf215"):
+            theirs = by_key.get((model, peer))
+            if not ours or not theirs:
+                continue
+            ratio = benchlib.ratio(ours["sequences_per_s"]["median"], theirs["sequences_per_s"]["median"])
+            target = "training ≥ HF/PyTorch" if peer.startswith("torch") else "training vs legacy TF (no target)"
+            encoder = {"tiny": "tiny encoder", "base": "BERT-base-sized encoder"}[model]
+            rows.append([target, f"{encoder}, sequences/s vs {peer}", fmt_ratio(ratio),
+                         verdict(ratio, ours["sequences_per_s"], theirs["sequences_per_s"])])
+    for case in (results.get("crf") or {}).get("cases", []):
+        for key, name in (("loglik_fwd_bwd", "log-likelihood fwd+bwd"), ("decode", "decode")):
+            ours, theirs = case["tfner"][f"{key}_ms"], case["tfa"][f"{key}_ms"]
+            ratio = case["speedup"][key]
+            rows.append(["CRF ≥ tfa", f"K={case['num_tags']} {name}", fmt_ratio(ratio), verdict(ratio, ours, theirs)])
+    inference = results.get("inference") or {}
+    for row in inference.get("rows", []):
+        if row.get("framework") != "tfner" or not row.get("path", "").startswith("text"):
+            continue
+        export = "`--jit-compile` export" if row["path"].endswith("_xla") else "default export"
+        rows.append(["exported latency ≤ PyTorch", f"one sentence, raw text in, {export} (p50)",
+                     fmt_ratio(row.get("latency_ratio")), verdict(row.get("latency_ratio"))])
+    accuracy = results.get("accuracy") or {}
+    if accuracy.get("f1_gap_points") is not None:
+        gap = accuracy["f1_gap_points"]
+        rows.append(["accuracy parity (±1 F1)", "test F1, tfner − PyTorch, same steps", f"{gap:+.2f} points",
+                     "met" if abs(gap) <= 1.0 else "**not met**"])
+    return rows
+
+
+def section_targets(results) -> list:
+    rows = target_rows(results)
+    if not rows:
+        return []
+    return (["## The issue's targets, as measured", "",
+             "Ratios above 1 mean tfner is faster (for latency: PyTorch's p50 ÷ tfner's). \"level\": "
+             "the median is below 1 but the min–max ranges of the repeats overlap. Details in the "
+             "sections below.", ""]
+            + table(["target", "measurement", "tfner ÷ peer", "verdict"], rows))
+
+
+README_MARKERS = ("<!-- benchmarks-summary:start -->", "<!-- benchmarks-summary:end -->")
+
+
+def write_readme_summary(results, readme) -> bool:
+    """Replaces the text between ``README_MARKERS`` in ``readme`` by the targets table."""
+    readme = pathlib.Path(readme)
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = ["_Generated by `python benchmarks/report.py` from `benchmarks/results/`; machine, load and "
+            "spreads in [BENCHMARKS.md](BENCHMARKS.md)._", ""] + table(
+        ["target", "measurement", "tfner ÷ peer", "verdict"], target_rows(results))
+    readme.write_text(head + start + "\n" + "\n".join(body) + "\n" + end + tail, encoding="utf-8")
+    return True
+
+
 def render(results) -> str:
     """The whole ``BENCHMARKS.md`` text for ``{name: result}``."""
     lines = [TITLE, "",
@@ -412,6 +501,7 @@ def render(results) -> str:
              "`benchmarks/.envs/` (`benchmarks/envs.py`); they are never dependencies of tfner. "
              "Ratios compare numbers taken in the same run, on the same machine.", ""]
     lines += section_machine(results) + [""]
+    lines += section_targets(results) + [""]
     if "crf" in results:
         lines += section_crf(results["crf"]) + [""]
     if "training" in results:
@@ -434,9 +524,14 @@ def render(results) -> str:
     return "\n".join(lines + [""] + reproduce)
 
 
-def write_report(results_dir=benchlib.RESULTS_DIR, out=benchlib.REPO_DIR / "BENCHMARKS.md") -> pathlib.Path:
+def write_report(results_dir=benchlib.RESULTS_DIR, out=benchlib.REPO_DIR / "BENCHMARKS.md",
+                 readme=benchlib.REPO_DIR / "README.md") -> pathlib.Path:
+    """Writes ``BENCHMARKS.md`` and the targets table of the README (between its markers)."""
     out = pathlib.Path(out)
-    out.write_text(render(load_results(results_dir)), encoding="utf-8")
+    results = load_results(results_dir)
+    out.write_text(render(results), encoding="utf-8")
+    if readme is not None:
+        write_readme_summary(results, readme)
     return out
 
 
@@ -444,8 +539,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(benchlib.RESULTS_DIR))
     parser.add_argument("--out", default=str(benchlib.REPO_DIR / "BENCHMARKS.md"))
+    parser.add_argument("--readme", default=str(benchlib.REPO_DIR / "README.md"),
+                        help="README whose benchmarks-summary markers get the targets table ('' to skip)")
     args = parser.parse_args(argv)
-    print(write_report(args.results, args.out))
+    print(write_report(args.results, args.out, args.readme or None))
 
 
 if __name__ == "__main__":

@@ -331,7 +331,7 @@ def measure_training(runner, mode, matmul):
         notes.append("No matmul ceiling in this run: MFU not computed (run with --only matmul,training).")
     breakdown = {}
     profile = MODES[mode]["profile"]
-    for framework, env_name, variant_args in TRAIN_VARIANTS[:3]:
+    for framework, env_name, variant_args in TRAIN_VARIANTS:
         out = runner.work / f"profile_{framework}_tiny.json"
         extra = torch_env() if env_name == "torch" else {}
         if runner.run(f"profile-{framework}-tiny", env_name, ["profile", "--model", "tiny", "--out", str(out)]

@@ -325,19 +325,11 @@ def crf_inputs(num_tags, batch=64, max_len=128, seed=0):
 
 
 def time_calls(fn, args, rounds, calls, warmup=3):
-    """Milliseconds per call, one value per round (each round = ``calls`` calls)."""
+    """Milliseconds per call of ``fn(*args)`` (results fetched), one value per round."""
     import tensorflow as tf
 
-    for _ in range(warmup):
-        tf.nest.map_structure(lambda t: t.numpy(), fn(*args))
-    per_round = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            out = fn(*args)
-        tf.nest.map_structure(lambda t: t.numpy(), out)
-        per_round.append((time.perf_counter() - start) / calls * 1000.0)
-    return per_round
+    return benchlib.time_rounds(lambda: fn(*args), rounds, calls, warmup,
+                                sync=lambda out: tf.nest.map_structure(lambda t: t.numpy(), out))
 
 
 def cmd_crf(args):
@@ -728,7 +720,7 @@ def cmd_profile(args):
     with benchlib.LoadRecorder() as load:
         for name, fn in parts.items():
             results[name] = time_calls(lambda: fn(), (), args.rounds, args.calls)
-        results["fit_step"] = _time_plain(lambda: tagger.train_on_batch(x, tags), args.rounds, args.calls)
+        results["fit_step"] = benchlib.time_rounds(lambda: tagger.train_on_batch(x, tags), args.rounds, args.calls)
     benchlib.write_json(args.out, {"framework": "tfner", "model": args.model, "batch_shape": list(ids.shape),
                                    "ms": {k: benchlib.summarize(v) for k, v in results.items()},
                                    "load": load.record()})
@@ -806,18 +798,6 @@ def cmd_trace(args):
         "self_ms_per_step_by_part": {k: v / steps for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])},
         "self_ms_per_step_top_op_types": {k: v / steps for k, v in top},
         "xplane": [str(p) for p in paths]})
-
-
-def _time_plain(fn, rounds, calls, warmup=3):
-    for _ in range(warmup):
-        fn()
-    per_round = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        per_round.append((time.perf_counter() - start) / calls * 1000.0)
-    return per_round
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,16 +45,9 @@ def versions():
 
 
 def time_calls(fn, args, rounds, calls, warmup=3):
-    for _ in range(warmup):
-        tf.nest.map_structure(lambda t: t.numpy(), fn(*args))
-    per_round = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            out = fn(*args)
-        tf.nest.map_structure(lambda t: t.numpy(), out)
-        per_round.append((time.perf_counter() - start) / calls * 1000.0)
-    return per_round
+    """Milliseconds per call of ``fn(*args)`` (results fetched), one value per round."""
+    return benchlib.time_rounds(lambda: fn(*args), rounds, calls, warmup,
+                                sync=lambda out: tf.nest.map_structure(lambda t: t.numpy(), out))
 
 
 def cmd_crf(args):
@@ -262,6 +255,77 @@ def cmd_train(args):
     benchlib.write_json(args.out, result)
 
 
+def cmd_profile(args):
+    """Forward+backward time of each part on the same batch as tfner_side's profile (tf.function)."""
+    work = pathlib.Path(args.work)
+    data = benchlib.load_batches(work / "data" / "throughput.npz")
+    widths = [int(data["lengths"][b].max()) for b in data["plan"]]
+    index = min(range(len(widths)), key=lambda i: (abs(widths[i] - int(np.median(widths))), i))
+    ids, mask, tags = (tf.constant(x) for x in benchlib.pad_batch(
+        data["token_ids"], data["tag_ids"], data["plan"][index], data["meta"]["pad_id"]))
+    model, meta = load_model(work / "weights" / f"{args.model}-init.safetensors")
+    rng = np.random.default_rng(0)
+    hidden = meta["hf_config"]["hidden_size"]
+    context_in = tf.constant(rng.normal(size=(*ids.shape, hidden)).astype("float32"))
+    emissions = tf.constant(rng.normal(size=(*ids.shape, len(meta["labels"]))).astype("float32"))
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    transitions = model.constrained(model.transitions, model._allowed)
+
+    def fwd_bwd(loss_fn, variables, watch=None):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                if watch is not None:
+                    tape.watch(watch)
+                loss = loss_fn()
+            sources = list(variables) + ([watch] if watch is not None else [])
+            return tape.gradient(loss, sources)
+        return step
+
+    def encoder_loss():
+        batch = tf.shape(ids)[0]
+        special = model.special
+        extended = tf.concat([tf.fill([batch, 1], special["cls"]), tf.where(mask, ids, special["pad"]),
+                              tf.fill([batch, 1], special["pad"])], axis=1)
+        positions = tf.range(tf.shape(extended)[1])[None, :]
+        extended = tf.where(positions == (lengths + 1)[:, None], special["sep"], extended)
+        attention = tf.cast(positions <= (lengths + 1)[:, None], tf.int32)
+        out = model.bert(input_ids=extended, attention_mask=attention, training=True).last_hidden_state
+        return tf.reduce_sum(out[:, 1:-1] ** 2)
+
+    def crf_loss():
+        potentials = model.crf_potentials(emissions, lengths)
+        ll, _ = tfa.text.crf_log_likelihood(potentials, tags, lengths, transitions)
+        return -tf.reduce_mean(ll)
+
+    optimizer = tf.keras.optimizers.AdamW(learning_rate=2e-3, weight_decay=0.01, epsilon=1e-7, clipnorm=5.0)
+
+    @tf.function
+    def fit_step():
+        with tf.GradientTape() as tape:
+            loss = model.loss(ids, mask, tags, training=True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    parts = {
+        "encoder_fwd_bwd": fwd_bwd(encoder_loss, model.bert.trainable_variables),
+        "bilstm_fwd_bwd": fwd_bwd(lambda: tf.reduce_sum(model.bilstm(context_in, mask=mask, training=True) ** 2),
+                                  model.bilstm.trainable_variables, context_in),
+        "crf_loss_fwd_bwd": fwd_bwd(crf_loss, [model.transitions], emissions),
+        "crf_decode": tf.function(lambda: tfa.text.crf_decode(model.crf_potentials(emissions, lengths),
+                                                              transitions, lengths)),
+        "model_fwd_bwd": fwd_bwd(lambda: model.loss(ids, mask, tags, training=True), model.trainable_variables),
+        "fit_step": fit_step,
+    }
+    results = {}
+    with benchlib.LoadRecorder() as load:
+        for name, fn in parts.items():
+            results[name] = benchlib.summarize(time_calls(fn, (), args.rounds, args.calls))
+    benchlib.write_json(args.out, dict(**versions(), framework="legacy-tf215", model=args.model,
+                                       batch_shape=list(ids.shape), ms=results, load=load.record()))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=str(benchlib.WORK_DIR))
@@ -279,6 +343,11 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--window", type=int, default=5)
     p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("profile")
+    p.add_argument("--model", required=True)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=5)
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     globals()["cmd_" + args.command](args)

@@ -416,15 +416,7 @@ def cmd_profile(args):
     results = {}
     with benchlib.LoadRecorder() as load:
         for name, fn in parts.items():
-            for _ in range(3):
-                fn()
-            per_round = []
-            for _ in range(args.rounds):
-                start = time.perf_counter()
-                for _ in range(args.calls):
-                    fn()
-                per_round.append((time.perf_counter() - start) / args.calls * 1000.0)
-            results[name] = benchlib.summarize(per_round)
+            results[name] = benchlib.summarize(benchlib.time_rounds(fn, args.rounds, args.calls))
     benchlib.write_json(args.out, dict(**versions(), **threads, framework="torch", model=args.model,
                                        batch_shape=list(ids.shape), ms=results, load=load.record()))
 

@@ -103,12 +103,28 @@ def test_full_results_win_over_quick_ones(tmp_path):
     assert "accuracy" not in found
 
 
-def test_write_report_writes_markdown(tmp_path):
+def test_write_report_writes_markdown_and_the_readme_summary(tmp_path):
     (tmp_path / "results").mkdir()
     for name, result in _results().items():
         (tmp_path / "results" / f"{name}.json").write_text(json.dumps(result))
-    out = report.write_report(tmp_path / "results", tmp_path / "BENCHMARKS.md")
+    start, end = report.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{start}\nold table\n{end}\n\nafter\n", encoding="utf-8")
+    out = report.write_report(tmp_path / "results", tmp_path / "BENCHMARKS.md", readme)
     assert out.read_text(encoding="utf-8").startswith(report.TITLE)
+    text = readme.read_text(encoding="utf-8")
+    assert "old table" not in text and text.startswith("# x\n") and text.endswith("\nafter\n")
+    assert "| training ≥ HF/PyTorch | tiny encoder, sequences/s vs torch | 1.20× | met |" in text
+
+
+def test_targets_table_verdicts():
+    rows = report.target_rows(_results())
+    as_text = ["|".join(row) for row in rows]
+    assert "CRF ≥ tfa|K=7 log-likelihood fwd+bwd|2.00×|met" in as_text
+    assert "CRF ≥ tfa|K=7 decode|0.80×|**not met**" in as_text  # ranges do not overlap
+    assert "accuracy parity (±1 F1)|test F1, tfner − PyTorch, same steps|+0.40 points|met" in as_text
+    assert "level" in report.verdict(0.95, _summary(9.0, 8.0, 10.0), _summary(10.0, 9.5, 11.0))
+    assert "## The issue's targets, as measured" in report.render(_results())
 
 
 def test_formatting_helpers():
