@@ -129,6 +129,40 @@ def load_average() -> list:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_times(stat_text=None):
+    """``(busy, total)`` jiffies of all CPUs from ``/proc/stat`` (``None`` where unavailable).
+
+    Example:
+    >>> cpu_times("cpu  10 0 5 80 5 0 0 0 0 0\\ncpu0 1 2 3 4")
+    (15, 100)
+    """
+    try:
+        text = stat_text if stat_text is not None else pathlib.Path("/proc/stat").read_text()
+        fields = [int(x) for x in text.splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(fields) < 4:
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return total - idle, total
+
+
+def cpu_busy_fraction(seconds=2.0):
+    """Fraction of all CPUs busy right now (other processes), sampled over ``seconds``.
+
+    Unlike the 1-minute load average it does not remember the benchmark's own previous step.
+    Falls back to the load average per CPU where ``/proc/stat`` is missing.
+    """
+    first = cpu_times()
+    if first is None:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    time.sleep(seconds)
+    second = cpu_times()
+    total = second[1] - first[1]
+    return (second[0] - first[0]) / total if total > 0 else 0.0
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, in MiB (``ru_maxrss`` is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -318,7 +318,9 @@ def section_inference(result) -> list:
     lines.append(
         f"Tiny-encoder tagger, the same weights on both sides ({result.get('weights', '?')}). Latency "
         f"of one {result.get('single_length', '~50')}-character MSRA test sentence (p50/p99 over "
-        f"{result.get('latency_calls', '?')} calls); throughput with batches of 32 test sentences "
+        f"{result.get('latency_calls', '?')} calls; with repeats, tfner and PyTorch ran alternately in "
+        f"{result.get('repeats', 1)} fresh processes each: median of the repeats' p50 (min–max)); "
+        "throughput with batches of 32 test sentences "
         "(median (min–max) over rounds). Two entry points: *text* (raw string in; tfner does "
         "tokenization, windows, Viterbi, entity spans and confidences inside the graph; PyTorch: "
         "Python vocabulary lookup + model + `CRF.decode`) and *token ids* (pre-tokenized ids in, tag "
@@ -331,7 +333,11 @@ def section_inference(result) -> list:
     lines.append("")
     rows = []
     for row in result.get("rows", []):
-        rows.append([row["path"], row["framework"], fmt_number(row.get("p50_ms")), fmt_number(row.get("p99_ms")),
+        p50 = fmt_number(row.get("p50_ms"))
+        repeats = row.get("p50_ms_repeats") or []
+        if len(repeats) > 1:
+            p50 += f" ({fmt_number(min(repeats))}–{fmt_number(max(repeats))})"
+        rows.append([row["path"], row["framework"], p50, fmt_number(row.get("p99_ms")),
                      fmt_number(row.get("first_call_ms")),
                      fmt_summary(row.get("sentences_per_s")), fmt_ratio(row.get("latency_ratio")),
                      fmt_ratio(row.get("throughput_ratio")), fmt_number(row.get("peak_rss_mb"))])
@@ -380,12 +386,18 @@ def section_accuracy(result) -> list:
 
 
 def section_serving(result) -> list:
-    lines = ["## Serving latency (`benchmarks/serving_latency.py`, tfner only)", ""]
+    lines = ["## Serving latency (`benchmarks/serving_latency.py`, tfner only)", "",
+             "BERT + BiLSTM + CRF with the offline tiny encoder and with a random-init BERT-base-sized "
+             "encoder, both exports (`*_xla`: `--jit-compile`), called in-process (`saved_model*`) and "
+             "over HTTP through `tfner serve` (`tfner_serve_http*`). One 50-character sentence; "
+             "batches of 32 such sentences.", ""]
     lines.append(f"_{result.get('note', '')}_ Load average at start: {result.get('load_average_start')}.")
     lines.append("")
     rows = []
     for name, model in (result.get("models") or {}).items():
         for path in ("saved_model", "saved_model_xla", "tfner_serve_http", "tfner_serve_http_xla"):
+            # saved_model*: serving_default called in-process; tfner_serve_http*: over HTTP
+            # through `tfner serve`; *_xla: the `--jit-compile` export.
             entry = model.get(path)
             if entry is None:  # results written before the XLA rows
                 continue
@@ -393,7 +405,21 @@ def section_serving(result) -> list:
             throughput = entry.get("throughput_32x50") or {}
             rows.append([name, path, fmt_number(latency.get("p50_ms")), fmt_number(latency.get("p99_ms")),
                          fmt_number(throughput.get("sentences_per_s"))])
-    return lines + table(["model", "path", "p50 ms", "p99 ms", "batch-32 sentences/s"], rows)
+    lines += table(["model", "path", "p50 ms", "p99 ms", "batch-32 sentences/s"], rows)
+    parts = (("encoder", "encoder"), ("tagger_to_emissions", "up to the emissions"),
+             ("tagger_with_crf", "tagger with CRF decode"), ("crf_decode_alone", "Viterbi alone"),
+             ("forward_backward_alone", "confidences' forward-backward alone"),
+             ("serving_graph", "whole serving graph"))
+    rows = []
+    for name, model in (result.get("models") or {}).items():
+        for component in model.get("components", []):
+            medians = component.get("median_ms", {})
+            rows.append([name, component.get("batch")] + [fmt_number(medians.get(key)) for key, _ in parts])
+    if rows:
+        lines += ["", "Where the time of the default export goes (50-character sentences; each stage its own "
+                      "`tf.function`, no XLA; median ms):", ""]
+        lines += table(["model", "batch"] + [label for _, label in parts], rows)
+    return lines
 
 
 def section_findings(results) -> list:

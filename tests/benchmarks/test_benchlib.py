@@ -163,11 +163,19 @@ def test_compare_crf_fails_on_loglik_or_path_differences(tmp_path):
 
 def test_torch_env_goes_passive_only_when_busy(monkeypatch):
     run_all = _load("run_all")
-    cpus = run_all.os.cpu_count()
-    monkeypatch.setattr(run_all.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(run_all.benchlib, "cpu_busy_fraction", lambda: 0.05)
     assert run_all.torch_env() == {}
-    monkeypatch.setattr(run_all.os, "getloadavg", lambda: (cpus * 2.0, 1.0, 1.0))
+    monkeypatch.setattr(run_all.benchlib, "cpu_busy_fraction", lambda: 0.9)
     assert run_all.torch_env() == {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def test_cpu_busy_fraction_reads_proc_stat(monkeypatch):
+    benchlib = _load("benchlib")
+    assert benchlib.cpu_times("cpu  10 0 5 80 5 0 0 0 0 0") == (15, 100)
+    assert benchlib.cpu_times("garbage") is None
+    snapshots = iter([(100, 1000), (250, 1200)])
+    monkeypatch.setattr(benchlib, "cpu_times", lambda: next(snapshots))
+    assert benchlib.cpu_busy_fraction(seconds=0) == pytest.approx(0.75)
 
 
 def test_peer_environment_specs():
