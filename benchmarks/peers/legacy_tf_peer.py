@@ -46,8 +46,11 @@ def versions():
 
 def time_calls(fn, args, rounds, calls, warmup=3):
     """Milliseconds per call of ``fn(*args)`` (results fetched), one value per round."""
+    def fetch(t):  # embedding gradients are IndexedSlices; unused variables have None
+        return None if t is None else (t.values if isinstance(t, tf.IndexedSlices) else t).numpy()
+
     return benchlib.time_rounds(lambda: fn(*args), rounds, calls, warmup,
-                                sync=lambda out: tf.nest.map_structure(lambda t: t.numpy(), out))
+                                sync=lambda out: tf.nest.map_structure(fetch, out))
 
 
 def cmd_crf(args):
