@@ -416,6 +416,49 @@ def time_rounds(fn, rounds, calls, warmup=3, sync=None):
     return per_round
 
 
+def measure_tf_crf(tf, log_likelihood, decode, data, out_path, rounds, calls):
+    """One CRF case, timed the same way for tfner (TF 2.21) and tfa (TF 2.15).
+
+    ``log_likelihood(inputs, tags, lengths, transitions) -> (ll, ...)`` and
+    ``decode(inputs, transitions, lengths) -> (tags, best_score)`` are each side's functions,
+    run in ``tf.function``; the outputs (log-likelihoods, both gradients, paths) go to
+    ``out_path`` (``.npz``) for the comparison. Returns ``{"loglik_fwd_bwd_ms", "decode_ms",
+    "load"}`` (milliseconds per call, one value per round).
+    """
+    import numpy as np
+
+    inputs, tags, lengths = (tf.constant(data[k]) for k in ("inputs", "tags", "lengths"))
+    transitions = tf.Variable(data["transitions"])
+
+    @tf.function
+    def loglik_grad(inputs, tags, lengths):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = -tf.reduce_mean(log_likelihood(inputs, tags, lengths, transitions)[0])
+        grad_inputs, grad_trans = tape.gradient(loss, [inputs, transitions])
+        return loss, grad_inputs, tf.convert_to_tensor(grad_trans)
+
+    @tf.function
+    def viterbi(inputs, lengths):
+        return decode(inputs, transitions, lengths)
+
+    def fetched(fn, *args):
+        return lambda: fn(*args)
+
+    def sync(out):
+        tf.nest.map_structure(lambda t: t.numpy(), out)
+
+    with LoadRecorder() as load:
+        ll = log_likelihood(inputs, tags, lengths, transitions)[0]
+        _, grad_inputs, grad_trans = loglik_grad(inputs, tags, lengths)
+        decoded, best = viterbi(inputs, lengths)
+        np.savez(out_path, ll=ll.numpy(), grad_inputs=grad_inputs.numpy(), grad_transitions=grad_trans.numpy(),
+                 tags=decoded.numpy(), best_score=best.numpy())
+        ll_ms = time_rounds(fetched(loglik_grad, inputs, tags, lengths), rounds, calls, sync=sync)
+        decode_ms = time_rounds(fetched(viterbi, inputs, lengths), rounds, calls, sync=sync)
+    return {"loglik_fwd_bwd_ms": ll_ms, "decode_ms": decode_ms, "load": load.record()}
+
+
 def latency_and_throughput(one, many, batch_size, args):
     """p50/p99 latency (ms) of `one()` and sentences/s of `many()` (a batch of `batch_size`);
     `args` gives warmup, latency_calls, rounds and batch_calls. Shared by tfner and the peers."""

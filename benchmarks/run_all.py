@@ -566,6 +566,9 @@ def main(argv=None):
         else:
             result = measure_inference(runner, mode)
         path = benchlib.write_json(results_dir / f"{name}.json", result)
+        if not args.quick:  # every full run is kept: the report shows how ratios vary across runs
+            stamp = result["finished"].replace(" UTC", "").replace(" ", "T").replace(":", "")
+            benchlib.write_json(results_dir / "history" / f"{name}-{stamp}.json", result)
         logger.info("wrote %s%s", path, f" ({len(result['errors'])} failed steps)" if result.get("errors") else "")
     logger.info("wrote %s", report.write_report())
 

@@ -342,33 +342,9 @@ def cmd_crf(args):
     for num_tags in (int(k) for k in args.tags.split(",")):
         data = crf_inputs(num_tags)
         np.savez(work / f"crf_inputs_K{num_tags}.npz", **data)
-        inputs = tf.constant(data["inputs"])
-        tags = tf.constant(data["tags"])
-        lengths = tf.constant(data["lengths"])
-        transitions = tf.Variable(data["transitions"])
-
-        @tf.function
-        def loglik_grad(inputs, tags, lengths):
-            with tf.GradientTape() as tape:
-                tape.watch(inputs)
-                ll, _ = crf_ops.crf_log_likelihood(inputs, tags, lengths, transitions)
-                loss = -tf.reduce_mean(ll)
-            grad_inputs, grad_trans = tape.gradient(loss, [inputs, transitions])
-            return ll, grad_inputs, grad_trans
-
-        @tf.function
-        def decode(inputs, lengths):
-            return crf_ops.crf_decode(inputs, transitions, lengths)
-
-        with benchlib.LoadRecorder() as load:
-            ll, grad_inputs, grad_trans = loglik_grad(inputs, tags, lengths)
-            decoded, best = decode(inputs, lengths)
-            np.savez(work / f"crf_out_tfner_K{num_tags}.npz", ll=ll.numpy(), grad_inputs=grad_inputs.numpy(),
-                     grad_transitions=grad_trans.numpy(), tags=decoded.numpy(), best_score=best.numpy())
-            ll_ms = time_calls(loglik_grad, (inputs, tags, lengths), args.rounds, args.calls)
-            decode_ms = time_calls(decode, (inputs, lengths), args.rounds, args.calls)
-        results["cases"][f"K{num_tags}"] = {
-            "loglik_fwd_bwd_ms": ll_ms, "decode_ms": decode_ms, "load": load.record()}
+        results["cases"][f"K{num_tags}"] = benchlib.measure_tf_crf(
+            tf, crf_ops.crf_log_likelihood, crf_ops.crf_decode, data,
+            work / f"crf_out_tfner_K{num_tags}.npz", args.rounds, args.calls)
     results["peak_rss_mb"] = benchlib.peak_rss_mb()
     benchlib.write_json(args.out, results)
 
