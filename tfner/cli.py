@@ -103,7 +103,7 @@ def cmd_serve(a):
     from tfner.serving import serve
 
     serve(a.model, port=a.port, host=a.host, name=a.name, version_policy=a.model_version_policy,
-          max_body_bytes=a.max_body_bytes)
+          max_body_bytes=a.max_body_bytes, warmup=a.warmup)
 
 
 def cmd_check(a):
@@ -199,6 +199,9 @@ def build_parser():
     v.add_argument("--model-version-policy", choices=("latest", "all"), default="latest")
     v.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024,
                    help="larger request bodies get 413 (default 10 MiB)")
+    v.add_argument("--warmup", action="store_true",
+                   help="before listening, run one text of every compiled length (pays the XLA "
+                        "compilation of a --jit-compile export up front)")
     v.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("check", help="verify a tag file has one tag per character of its text file")

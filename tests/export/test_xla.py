@@ -75,3 +75,12 @@ def test_tokens_signature_with_xla(small_xla_module, crf_run, eval_texts, encode
     for r, text in enumerate(texts):
         assert [tagger.labels[t] for t in got[r, :len(text)]] == expected[r]
         assert got[r, len(text):].tolist() == [0] * (width - len(text))
+
+
+def test_server_warm_up_runs_every_compiled_length(crf_xla_export, crf_export):
+    from tfner.serving import LoadedModel
+
+    timings = LoadedModel("m", 1, crf_xla_export).warm_up()
+    assert [n for n, _ in timings] == [16, 32, 64, 128, 256, 510]
+    assert all(ms > 0 for _, ms in timings)
+    assert [n for n, _ in LoadedModel("m", 1, crf_export).warm_up()] == [16]  # one call
