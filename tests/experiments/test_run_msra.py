@@ -11,14 +11,14 @@ sys.path.insert(0, str(REPO / "experiments"))
 
 
 @pytest.mark.slow
-def test_run_msra_short_run_writes_tables_and_metrics(tmp_path, shared_data, tiny_encoder_dir):
+def test_run_msra_short_run_writes_tables_and_metrics(tmp_path, msra_data_root, tiny_encoder_dir):
     import run_msra
 
     results = run_msra.main([
         "--rows", "char-bilstm-crf,bert-bilstm-crf,albert-bilstm-crf",
         "--max-steps", "4", "--steps-per-epoch", "2", "--train-fraction", "0.01",
         "--test-fraction", "0.02", "--dev-size", "40", "--batch-size", "16",
-        "--offline-encoder", str(tiny_encoder_dir), "--data-dir", str(shared_data),
+        "--offline-encoder", str(tiny_encoder_dir), "--data-dir", str(msra_data_root),
         "--output-dir", str(tmp_path), "--run-name", "t", "--verbose", "0",
     ])
     run = tmp_path / "t"

@@ -113,27 +113,42 @@ def special_token_ids(vocab_path):
     return out
 
 
-def default_encoder_path():
+def default_encoder_path(download: bool = True):
     """The offline default encoder directory ``tiny-bert-zh-L2-H128``.
 
     Order: ``$TFNER_ENCODER_DIR``; ``../shared/encoders/tiny-bert-zh-L2-H128`` beside the
-    repository; the same relative to the working directory (and its parent).
+    repository; the same relative to the working directory (and its parent); the user cache
+    (``~/.cache/tfner/encoders``); else, with ``download=True``, a download from PyPI (the wheel
+    ``tkitseg==0.0.0.5.1``, converted and sha256-verified: see :mod:`tfner.encoders.download`).
 
     Raises:
-        FileNotFoundError: listing the places looked at.
+        FileNotFoundError: listing the places looked at (and why the download failed).
     """
+    from tfner.encoders import download as encoder_download
+
     env = os.environ.get("TFNER_ENCODER_DIR")
-    candidates = []
     if env:
-        candidates.append(pathlib.Path(env))
+        if (pathlib.Path(env) / "config.json").is_file():
+            return pathlib.Path(env)
+        raise FileNotFoundError(f"TFNER_ENCODER_DIR={env} holds no config.json (an encoder directory is "
+                                f"expected: config.json, model.safetensors, vocab.txt)")
+    candidates = []
     repo = pathlib.Path(__file__).resolve().parents[2]
     relative = pathlib.Path("shared", "encoders", DEFAULT_ENCODER_NAME)
     candidates += [repo.parent / relative, pathlib.Path.cwd().parent / relative, pathlib.Path.cwd() / relative]
     for path in candidates:
         if (path / "config.json").is_file():
             return path
-    looked = ", ".join(str(p) for p in candidates)
-    raise FileNotFoundError(f"no {DEFAULT_ENCODER_NAME} encoder found (set TFNER_ENCODER_DIR); looked in: {looked}")
+    cached = encoder_download.cached_default_encoder()
+    if cached is not None:
+        return cached
+    looked = ", ".join(str(p) for p in candidates + [encoder_download.encoder_cache_dir() / DEFAULT_ENCODER_NAME])
+    if not download:
+        raise FileNotFoundError(f"no {DEFAULT_ENCODER_NAME} encoder found (set TFNER_ENCODER_DIR); looked in: {looked}")
+    try:
+        return encoder_download.download_default_encoder()
+    except encoder_download.EncoderDownloadError as error:
+        raise FileNotFoundError(f"no {DEFAULT_ENCODER_NAME} encoder found (looked in: {looked}) and {error}") from error
 
 
 def param_count(model):
