@@ -1,5 +1,6 @@
 """Corpora: the example type, readers, tag schemes, label vocabulary and corpus lookup."""
 
+from tfner.data.corpus import FORMATS, detect_format, normalize_format, parse_corpus_spec, read_corpus
 from tfner.data.example import TaggedSentence
 from tfner.data.readers import (
     corpus_stats,
@@ -37,9 +38,12 @@ from tfner.data.schemes import (
     tags_from_spans,
     validate_scheme,
 )
+from tfner.data.textio import CorpusError, decode_corpus_bytes, read_lines
 
 __all__ = [
     "CORPUS_FILES",
+    "FORMATS",
+    "CorpusError",
     "SCHEMES",
     "LabelVocabulary",
     "TaggedSentence",
@@ -47,15 +51,21 @@ __all__ = [
     "corpus_file",
     "corpus_stats",
     "data_dir",
+    "decode_corpus_bytes",
+    "detect_format",
     "download_msra",
     "format_stats",
     "infer_scheme",
     "is_valid_tag",
+    "normalize_format",
     "normalize_scheme",
+    "parse_corpus_spec",
     "parse_tag",
     "read_cluener",
     "read_cluener2020",
     "read_conll",
+    "read_corpus",
+    "read_lines",
     "read_msra",
     "read_msra_slash",
     "read_peoples_daily",

