@@ -46,6 +46,7 @@ _CORPUS_FORMAT = {"msra": "conll", "cluener2020": "cluener", "weibo": "weibo", "
 _SPEC = re.compile(r"([A-Za-z][A-Za-z0-9_-]*):([A-Za-z]+)")
 _SLASH_TOKEN = re.compile(r"\S+/(?:nr|ns|nt|o)", re.IGNORECASE)
 _WEIBO_FIELD = re.compile(r"(?:.|\ufffd\ufffd)[0-9]+", re.DOTALL)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SAMPLE_LINES = 200
 
 
@@ -91,8 +92,8 @@ def _sniff(lines, path):
     first = sample[0].lstrip()
     if first.startswith("{") or pathlib.Path(str(path)).suffix.lower() in (".json", ".jsonl"):
         return "cluener"
-    if any("\ud800" <= c <= "\udfff" for line in sample for c in line[:2]):
-        return "weibo"  # UTF-16 surrogate halves: the 2015 Weibo release
+    if any(_SURROGATE.search(line) for line in lines):
+        return "weibo"  # UTF-16 surrogate halves (invalid UTF-8): the 2015 Weibo release
     tabbed = [line.split("\t") for line in sample]
     if sum(len(f) == 2 and _WEIBO_FIELD.fullmatch(f[0]) is not None for f in tabbed) >= 0.9 * len(sample):
         return "weibo"
@@ -108,7 +109,8 @@ def detect_format(path, encoding=None) -> str:
     """Guesses a corpus file's format from its content (and a ``.json``/``.jsonl`` extension).
 
     Rules, on the first 200 non-blank lines: a line starting with ``{`` (or a JSON extension) ->
-    ``"cluener"``; UTF-16 surrogate halves, or 90% of lines ``<char><digits><TAB><tag>`` ->
+    ``"cluener"``; UTF-16 surrogate halves anywhere (the 2015 Weibo release), or 90% of lines
+    ``<char><digits><TAB><tag>`` ->
     ``"weibo"``; 90% of lines made of ``word/nr|ns|nt|o`` tokens -> ``"msra-slash"``; otherwise
     ``"conll"`` (People's Daily's ``char<SPACE>tag`` is a ``conll`` file).
 

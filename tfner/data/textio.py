@@ -77,6 +77,52 @@ def _utf16_guess(data: bytes):
     return None
 
 
+_FEW_RUNS = 3
+
+
+def _bad_runs(data: bytes, limit: int = _FEW_RUNS) -> list:
+    """``(start, end)`` byte ranges of invalid UTF-8, adjacent ones merged.
+
+    Returns ``None`` when there are more than ``limit`` ranges or one longer than 8 bytes (then the
+    file is not "UTF-8 with a few damaged characters"); the scan looks at most at 64 errors.
+    """
+    runs, pos, errors = [], 0, 0
+    window = 1 << 16
+    while pos < len(data):
+        final = pos + window >= len(data)
+        try:
+            _, consumed = codecs.utf_8_decode(data[pos:pos + window], "strict", final)
+        except UnicodeDecodeError as error:
+            errors += 1
+            start, end = pos + error.start, pos + error.end
+            if runs and runs[-1][1] == start:
+                runs[-1] = (runs[-1][0], end)
+            else:
+                runs.append((start, end))
+            if len(runs) > limit or runs[-1][1] - runs[-1][0] > 8 or errors > 64:
+                return None
+            pos = end
+            continue
+        if final:
+            break
+        pos += consumed
+    return runs
+
+
+def _line_bytes(data: bytes, offset: int) -> bytes:
+    start = data.rfind(b"\n", 0, offset) + 1
+    end = data.find(b"\n", offset)
+    return data[start:end if end >= 0 else len(data)]
+
+
+def _decodes_as_gb18030(raw: bytes) -> bool:
+    try:
+        raw.decode("gb18030")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def _looks_binary(text: str) -> bool:
     controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\f\v")
     return controls > 0.01 * max(len(text), 1)
@@ -96,35 +142,6 @@ def _diagnose(path, data: bytes, error: UnicodeDecodeError) -> CorpusError:
             f"not valid UTF-8 (looks like {utf16} without a byte-order mark); pass encoding={name!r} "
             f"(--encoding {name}) or re-save the file as UTF-8",
         )
-    rest = data[error.end:]
-    try:
-        rest.decode("utf-8")
-        rest_ok = True
-    except UnicodeDecodeError:
-        rest_ok = False
-    if rest_ok and (error.reason.startswith("unexpected end") or b"\n" not in rest.rstrip(b"\r\n")):
-        return CorpusError(
-            path, line,
-            f"not valid UTF-8: the file ends in the middle of a character (byte {error.start:,} of "
-            f"{len(data):,}; it looks truncated: the copy or download was cut short). Obtain the file "
-            f"again; encoding=... will not help",
-        )
-    if rest_ok:
-        return CorpusError(
-            path, line,
-            f"not valid UTF-8: one damaged character (an incomplete UTF-8 sequence at byte "
-            f"{error.start:,}; was the file cut mid-character and joined?). Fix or remove that line",
-        )
-    try:
-        gb = data.decode("gb18030")
-    except UnicodeDecodeError:
-        gb = None
-    if gb is not None and not _looks_binary(gb):
-        return CorpusError(
-            path, line,
-            "not valid UTF-8 (looks like GBK / GB18030: the whole file decodes as GB18030); pass "
-            "encoding='gb18030' (--encoding gb18030) or re-save the file as UTF-8",
-        )
     try:
         data.decode("utf-8", errors="surrogatepass")
         surrogates = True
@@ -136,6 +153,35 @@ def _diagnose(path, data: bytes, error: UnicodeDecodeError) -> CorpusError:
             "not valid UTF-8: it holds UTF-16 surrogate halves written as 3-byte sequences (emoji as "
             "in the original 2015 Weibo NER release); read it with read_weibo (--format weibo), "
             "which joins each pair into one character",
+        )
+    runs = _bad_runs(data)
+    if runs is not None and len(runs) == 1 and not data[runs[0][1]:].strip(b" \t\r\n"):
+        return CorpusError(
+            path, line,
+            f"not valid UTF-8: the file ends in the middle of a character (byte {error.start:,} of "
+            f"{len(data):,}; it looks truncated: the copy or download was cut short). Obtain the file "
+            f"again; encoding=... will not help",
+        )
+    try:
+        gb = data.decode("gb18030")
+    except UnicodeDecodeError:
+        gb = None
+    if gb is not None and not _looks_binary(gb):
+        return CorpusError(
+            path, line,
+            "not valid UTF-8 (looks like GBK / GB18030: the whole file decodes as GB18030); pass "
+            "encoding='gb18030' (--encoding gb18030) or re-save the file as UTF-8",
+        )
+    if runs:
+        numbers = [_line_of(data, start) for start, _ in runs]
+        gbk_lines = [n for n, (start, _) in zip(numbers, runs) if _decodes_as_gb18030(_line_bytes(data, start))]
+        mixed = (f"; line(s) {', '.join(map(str, gbk_lines))} decode as GB18030: mixed encodings?"
+                 if gbk_lines else "")
+        return CorpusError(
+            path, line,
+            f"not valid UTF-8: {len(runs)} damaged character(s) in otherwise valid UTF-8 (invalid "
+            f"bytes on line(s) {', '.join(map(str, numbers))}{mixed}; a file cut mid-character and "
+            f"joined also looks like this). Fix or remove those lines; encoding=... will not help",
         )
     return CorpusError(
         path, line,
