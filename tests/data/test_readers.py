@@ -329,3 +329,112 @@ def test_corpus_stats_and_format(tmp_path):
     assert "entities 3 (LOC 1, PER 2)" in line
     with pytest.raises(ValueError):
         corpus_stats(sentences, count="all")
+
+
+# --- bad input (issue 14) ---------------------------------------------------------------------
+
+
+def halves(emoji):
+    units = emoji.encode("utf-16-be")
+    return [chr(int.from_bytes(units[i:i + 2], "big")) for i in (0, 2)]
+
+
+def test_read_weibo_2015_release_halves_on_separate_lines(tmp_path, caplog):
+    high, low = halves("\U0001F600")
+    raw = f"笑\tO\n{high}\tO\n{low}\tO\n好\tO\n\n{high}\tB-PER.NAM\n{low}\tI-PER.NAM\n".encode("utf-8", "surrogatepass")
+    f = write(tmp_path / "weiboNER.conll.train", raw)
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        sentences = read_weibo(f)
+    assert [s.chars for s in sentences] == [["笑", "\U0001F600", "好"], ["\U0001F600"]]
+    assert [s.tags for s in sentences] == [["O", "O", "O"], ["B-PER.NAM"]]
+    assert sentences[0].features == {}
+    assert [s.source for s in sentences] == [f"{f}:1", f"{f}:6"]
+    messages = warnings_of(caplog)
+    assert len(messages) == 1 and "joined 2 UTF-16 surrogate pairs written on two lines" in messages[0]
+
+
+def test_read_weibo_halves_on_separate_lines_with_positions(tmp_path, caplog):
+    high, low = halves("\U0001F44D")
+    raw = f"好0\tO\n{high}0\tO\n{low}0\tO\n{high}\tO\n{low}\tO\n".encode("utf-8", "surrogatepass")
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        s = read_weibo(write(tmp_path / "w", raw))[0]
+    assert s.chars == ["好", "\U0001F44D", "\U0001F44D"] and s.features["word_position"] == [0, 0, 0]
+    messages = warnings_of(caplog)
+    assert any("joined 2 " in m for m in messages)
+    assert any("position 0 to 1 emoji written without word-position digits" in m for m in messages)
+
+
+def test_read_weibo_without_positions_rejects_digits_and_unpaired_halves_are_counted(tmp_path, caplog):
+    f = write(tmp_path / "w", "好\tO\n李0\tO\n")
+    with pytest.raises(ValueError, match="no word-position digits") as info:
+        read_weibo(f)
+    assert str(info.value).startswith(f"{f}:2: ")
+    high, _ = halves("\U0001F600")
+    g = write(tmp_path / "g", f"好\tO\n{high}\tO\n去\tO\n".encode("utf-8", "surrogatepass"))
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        assert read_weibo(g)[0].chars == ["好", "\ufffd", "去"]
+    assert any("replaced 1 unpaired" in m for m in warnings_of(caplog))
+
+
+@pytest.mark.parametrize(
+    "reader, text",
+    [(read_conll, ""), (read_conll, "\n \n\t\n"), (read_weibo, "\n\n"), (read_cluener, "\n"), (read_msra_slash, " \r\n"),
+     (read_peoples_daily, "")],
+)
+def test_files_without_sentences(tmp_path, reader, text):
+    f = write(tmp_path / "e.txt", text)
+    with pytest.raises(readers.CorpusError, match="no sentences") as info:
+        reader(f)
+    assert str(info.value).startswith(f"{f}: ") and info.value.line is None
+
+
+def test_long_sentence_warnings(tmp_path, caplog):
+    short = "".join(f"{c}\tO\n" for c in "去北京") + "\n"
+    many = write(tmp_path / "many.txt", short * 30 + "好\tO\n" * 1500 + "\n" + short * 30)
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        read_conll(many)
+    (message,) = warnings_of(caplog)
+    assert f"first at {many}:121 (1,500 characters, lines 121-1,620)" in message and "1 sentences" in message
+    caplog.clear()
+    one = write(tmp_path / "one.txt", "好\tO\n" * 1200)
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        read_conll(one)
+    (message,) = warnings_of(caplog)
+    assert message.startswith(f"{one}: the whole file is one sentence of 1,200 characters (lines 1-1,200)")
+    caplog.clear()
+    fine = write(tmp_path / "fine.txt", "好\tO\n" * 900)  # under the absolute bound: no warning
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        read_conll(fine)
+    assert warnings_of(caplog) == []
+
+
+def test_read_conll_scheme_none_infers_and_hint(tmp_path):
+    f = write(tmp_path / "a.txt", "王\tB-PER\n五\tE-PER\n\n京\tS-LOC\n")
+    assert read_conll(f, scheme=None)[1].tags == ["S-LOC"]
+    with pytest.raises(ValueError, match=r"prefix 'E'.*look like BIOES.*--scheme BIOES") as info:
+        read_conll(f)
+    assert str(info.value).startswith(f"{f}:2: ")
+
+
+def test_read_cluener_null_label_and_start_after_end(tmp_path, caplog):
+    f = write(tmp_path / "n.json", cluener_line("好") + '{"text": "北京", "label": null}\n' * 2)
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        sentences = read_cluener(f)
+    assert [s.tags for s in sentences] == [[], ["O", "O"], ["O", "O"]]
+    (message,) = warnings_of(caplog)
+    assert 'read 2 lines with "label": null' in message and f"first at {f}:2" in message
+    with pytest.raises(ValueError, match=f"{f}:2: .*null"):
+        read_cluener(f, strict=True)
+    g = write(tmp_path / "s.json", cluener_line("好") + cluener_line("北京", {"address": {"北京": [[1, 0]]}}))
+    with pytest.raises(ValueError, match=f"{g}:2: .*start > end") as info:
+        read_cluener(g)
+    assert "outside text" not in str(info.value)
+
+
+def test_readers_accept_encoding(tmp_path):
+    f = write(tmp_path / "a.txt", "王\tB-PER\n五\tI-PER\n".encode("gb18030"))
+    with pytest.raises(ValueError, match=f"{f}:1: .*GB18030"):
+        read_conll(f)
+    assert read_conll(f, encoding="gb18030")[0].text == "王五"
+    g = write(tmp_path / "m.txt", "王小明/nr\r\n".encode("utf-16"))
+    assert read_msra_slash(g)[0].text == "王小明"

@@ -17,11 +17,11 @@ __all__ = ["CorpusError", "decode_corpus_bytes", "read_lines"]
 
 # Byte-order marks recognised with encoding=None; UTF-32 before UTF-16 (FF FE 00 00 starts with FF FE).
 _BOMS = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig", "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32", "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16", "utf-16-be"),
 )
 
 # Magic numbers of compressed files people pass by mistake: (prefix, what, how to undo it).
@@ -70,9 +70,9 @@ def _utf16_guess(data: bytes):
     sample = data[:65536]
     even, odd = sample[0::2], sample[1::2]
     nul_even, nul_odd = even.count(0), odd.count(0)
-    if nul_odd > 0.05 * max(len(odd), 1) and nul_odd > 4 * nul_even:
+    if nul_odd >= 4 and nul_odd > 0.1 * len(odd) and nul_odd > 4 * nul_even:
         return "UTF-16-LE"
-    if nul_even > 0.05 * max(len(even), 1) and nul_even > 4 * nul_odd:
+    if nul_even >= 4 and nul_even > 0.1 * len(even) and nul_even > 4 * nul_odd:
         return "UTF-16-BE"
     return None
 
@@ -230,15 +230,16 @@ def decode_corpus_bytes(data: bytes, path="<bytes>", encoding=None, *, surrogate
                 path, line, f"not valid {encoding}: {error.reason} at byte {error.start:,}{hint}"
             ) from None
         return text.removeprefix("\ufeff"), encoding
-    for bom, name in _BOMS:
+    for bom, name, codec in _BOMS:
         if data.startswith(bom):
+            body = data[len(bom):]
             try:
-                return data.decode(name).removeprefix("\ufeff"), name
+                return body.decode(codec), name
             except UnicodeDecodeError as error:
                 raise CorpusError(
-                    path, _line_of(data, error.start, name),
-                    f"starts with a {name.upper()} byte-order mark but is not valid {name.upper()}: "
-                    f"{error.reason} at byte {error.start:,}",
+                    path, _line_of(body, error.start, codec),
+                    f"starts with a {codec.upper()} byte-order mark but is not valid {codec.upper()}: "
+                    f"{error.reason} at byte {error.start + len(bom):,}",
                 ) from None
     try:
         text = data.decode("utf-8")
