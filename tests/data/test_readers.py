@@ -341,7 +341,8 @@ def halves(emoji):
 
 def test_read_weibo_2015_release_halves_on_separate_lines(tmp_path, caplog):
     high, low = halves("\U0001F600")
-    raw = f"笑\tO\n{high}\tO\n{low}\tO\n好\tO\n\n{high}\tB-PER.NAM\n{low}\tI-PER.NAM\n".encode("utf-8", "surrogatepass")
+    text = f"笑\tO\n{high}\tO\n{low}\tO\n好\tO\n\n{high}\tB-PER.NAM\n{low}\tI-PER.NAM\n"
+    raw = text.encode("utf-8", "surrogatepass")
     f = write(tmp_path / "weiboNER.conll.train", raw)
     with caplog.at_level(logging.WARNING, logger="tfner"):
         sentences = read_weibo(f)
@@ -378,8 +379,8 @@ def test_read_weibo_without_positions_rejects_digits_and_unpaired_halves_are_cou
 
 @pytest.mark.parametrize(
     "reader, text",
-    [(read_conll, ""), (read_conll, "\n \n\t\n"), (read_weibo, "\n\n"), (read_cluener, "\n"), (read_msra_slash, " \r\n"),
-     (read_peoples_daily, "")],
+    [(read_conll, ""), (read_conll, "\n \n\t\n"), (read_weibo, "\n\n"), (read_cluener, "\n"),
+     (read_msra_slash, " \r\n"), (read_peoples_daily, "")],
 )
 def test_files_without_sentences(tmp_path, reader, text):
     f = write(tmp_path / "e.txt", text)
@@ -438,3 +439,14 @@ def test_readers_accept_encoding(tmp_path):
     assert read_conll(f, encoding="gb18030")[0].text == "王五"
     g = write(tmp_path / "m.txt", "王小明/nr\r\n".encode("utf-16"))
     assert read_msra_slash(g)[0].text == "王小明"
+
+
+def test_read_weibo_split_halves_with_different_tags_are_counted(tmp_path, caplog):
+    high, low = halves("\U0001F600")
+    text = f"好\tO\n{high}\tO\n{low}\tB-PER.NAM\n\n{high}\tB-LOC.NAM\n{low}\tI-LOC.NAM\n"
+    f = write(tmp_path / "w", text.encode("utf-8", "surrogatepass"))
+    with caplog.at_level(logging.WARNING, logger="tfner"):
+        sentences = read_weibo(f)
+    assert [s.tags for s in sentences] == [["O", "O"], ["B-LOC.NAM"]]
+    (message,) = warnings_of(caplog)
+    assert "joined 2 " in message and "1 of them had a different tag on the second line" in message

@@ -113,7 +113,8 @@ def corrupt(tmp_path, real, msra_blocks):
         if kind == "gbk-line":
             lines = msra_text.split("\n")
             k = next(i for i, line in enumerate(lines) if i > 100 and line and ord(line[0]) > 0x4E00)
-            data = "\n".join(lines[:k]).encode() + b"\n" + lines[k].encode("gbk") + b"\n" + "\n".join(lines[k + 1:]).encode()
+            head, tail = "\n".join(lines[:k]) + "\n", "\n" + "\n".join(lines[k + 1:])
+            data = head.encode() + lines[k].encode("gbk") + tail.encode()
             return Corrupted(write("gbk_line.txt", data), k + 1)
         if kind == "empty":
             return Corrupted(write("empty.txt", b""))

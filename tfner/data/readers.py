@@ -349,7 +349,7 @@ def read_weibo(path, *, scheme: str | None = "BIO", strict: bool = False, repair
     scheme = normalize_scheme(scheme) if scheme is not None else infer_scheme(file_tags())
     positions_mode = _weibo_has_positions(lines_of_file)
     sentences, line_numbers = [], []
-    joined = joined_split = replaced = lone = no_position = 0
+    joined = joined_split = split_conflicts = replaced = lone = no_position = 0
     for block in _blocks(lines_of_file):
         rows = []
         for lineno, line in block:
@@ -373,6 +373,8 @@ def read_weibo(path, *, scheme: str | None = "BIO", strict: bool = False, repair
                   and rows[i][1] and _is_low(rows[i][1][0]) and _optional_digits(rows[i][1][1:])):
                 # The 2015 release: each surrogate half on its own line.
                 char, rest = _join_pair(field[0], rows[i][1][0]), field[1:] or rows[i][1][1:]
+                if rows[i][2] != tag and not (tag != OUTSIDE and rows[i][2] == "I-" + tag.partition("-")[2]):
+                    split_conflicts += 1
                 i += 1
                 joined_split += 1
             elif field.startswith("\ufffd\ufffd") and _optional_digits(field[2:]):
@@ -411,9 +413,11 @@ def read_weibo(path, *, scheme: str | None = "BIO", strict: bool = False, repair
     if joined:
         logger.warning("%s: joined %d UTF-16 surrogate pairs (emoji) into one character each", path, joined)
     if joined_split:
+        conflicts = (f" ({split_conflicts} of them had a different tag on the second line, which was dropped)"
+                     if split_conflicts else "")
         logger.warning(
             "%s: joined %d UTF-16 surrogate pairs written on two lines (the 2015 release's emoji) into "
-            "one character each, keeping the first line's tag", path, joined_split,
+            "one character each, keeping the first line's tag%s", path, joined_split, conflicts,
         )
     if replaced:
         logger.warning(
