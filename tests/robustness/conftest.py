@@ -44,7 +44,7 @@ def _column_text(blocks):
 
 
 @pytest.fixture
-def real(shared_data):
+def real_corpora(shared_data):
     """Paths of the real corpus files used as sources."""
     paths = {
         "msra_test": shared_data / "msra" / "test_data",
@@ -61,9 +61,9 @@ def real(shared_data):
 
 
 @pytest.fixture
-def msra_blocks(real):
+def msra_blocks(real_corpora):
     """The first MSRA_SENTENCES sentences of MSRA test as lists of ``char<TAB>tag`` lines."""
-    return _sentences_of(real["msra_test"].read_text("utf-8"))[:MSRA_SENTENCES]
+    return _sentences_of(real_corpora["msra_test"].read_text("utf-8"))[:MSRA_SENTENCES]
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def msra_slice(tmp_path, msra_blocks):
 
 
 @pytest.fixture
-def corrupt(tmp_path, real, msra_blocks):
+def corrupt(tmp_path, real_corpora, msra_blocks):
     """``corrupt(kind) -> Corrupted``: a damaged copy of a real corpus slice in ``tmp_path``."""
     msra_text = _column_text(msra_blocks)
     msra_bytes = msra_text.encode("utf-8")
@@ -174,7 +174,7 @@ def corrupt(tmp_path, real, msra_blocks):
                 out.append(" ".join(words) + "\r\n")
             return Corrupted(write("slash.txt", "".join(out)))
         if kind in ("cluener-null", "cluener-start-gt-end", "cluener-renamed"):
-            lines = real["cluener_dev"].read_text("utf-8").splitlines()[:400]
+            lines = real_corpora["cluener_dev"].read_text("utf-8").splitlines()[:400]
             if kind == "cluener-renamed":
                 return Corrupted(write("cluener_dev.txt", "\n".join(lines) + "\n"))
             records = [json.loads(line) for line in lines]
@@ -206,7 +206,7 @@ def corrupt(tmp_path, real, msra_blocks):
             # lost its emoji ("\ufffd\ufffd0"); put real ones back, cycling through a few.
             emoji = ["\U0001F600", "\U0001F62D", "\U0001F44D", "\U0001F525"]
             out, used, n = [], [], 0
-            for line in real["weibo_train"].read_text("utf-8").split("\n"):
+            for line in real_corpora["weibo_train"].read_text("utf-8").split("\n"):
                 if not line.strip():
                     out.append(line)
                     continue

@@ -96,8 +96,8 @@ def test_one_line_in_another_encoding_names_that_line(corrupt):
 
 
 @pytest.mark.parametrize("reader", [read_cluener, read_weibo])
-def test_every_reader_reports_encodings(tmp_path, real, reader):
-    source = real["cluener_dev"] if reader is read_cluener else real["weibo_dev"]
+def test_every_reader_reports_encodings(tmp_path, real_corpora, reader):
+    source = real_corpora["cluener_dev"] if reader is read_cluener else real_corpora["weibo_dev"]
     text = source.read_text("utf-8").replace("\ufffd\ufffd", "笑")  # GBK cannot hold U+FFFD
     bad = tmp_path / "gbk.txt"
     bad.write_bytes(text.encode("gb18030"))
@@ -134,9 +134,9 @@ def test_partly_stripped_blank_lines_warn_with_the_line(corrupt, tfner_warnings)
     assert f"{bad.info['chars']:,} characters" in message
 
 
-def test_real_corpora_do_not_warn_about_long_sentences(real, tfner_warnings):
+def test_real_corpora_do_not_warn_about_long_sentences(real_corpora, tfner_warnings):
     for name in ("msra_test", "weibo_train", "pd_dev", "cluener_dev"):
-        read_corpus(real[name])
+        read_corpus(real_corpora[name])
     assert not [m for m in tfner_warnings() if "longer than" in m or "sentence breaks" in m]
 
 
@@ -195,11 +195,11 @@ def test_cluener_span_with_start_after_end(corrupt):
 # --- Weibo, 2015 release ----------------------------------------------------------------------
 
 
-def test_weibo_2015_release_loads_with_emoji_joined(corrupt, real, tfner_warnings):
+def test_weibo_2015_release_loads_with_emoji_joined(corrupt, real_corpora, tfner_warnings):
     bad = corrupt("weibo-2015")
     assert detect_format(bad.path) == "weibo"
     sentences = read_corpus(bad.path)
-    reference = read_weibo(real["weibo_train"])
+    reference = read_weibo(real_corpora["weibo_train"])
     assert len(sentences) == len(reference) == 1350
     # The 2nd version lost each emoji to one U+FFFD; the 2015 copy has the emoji back, in order.
     differences = [
@@ -225,22 +225,22 @@ def test_weibo_2015_release_through_the_column_reader_says_what_it_is(corrupt):
 # --- format detection -------------------------------------------------------------------------
 
 
-def test_detect_format_of_each_real_and_built_format(real, corrupt):
-    assert detect_format(real["msra_test"]) == "conll"
-    assert detect_format(real["pd_dev"]) == "conll"
-    assert detect_format(real["weibo_train"]) == "weibo"
-    assert detect_format(real["cluener_dev"]) == "cluener"
-    assert detect_format(real["cluener_test"]) == "cluener"
+def test_detect_format_of_each_real_and_built_format(real_corpora, corrupt):
+    assert detect_format(real_corpora["msra_test"]) == "conll"
+    assert detect_format(real_corpora["pd_dev"]) == "conll"
+    assert detect_format(real_corpora["weibo_train"]) == "weibo"
+    assert detect_format(real_corpora["cluener_dev"]) == "cluener"
+    assert detect_format(real_corpora["cluener_test"]) == "cluener"
     assert detect_format(corrupt("slash").path) == "msra-slash"
     assert detect_format(corrupt("cluener-renamed").path) == "cluener"
 
 
-def test_auto_reads_each_format_like_its_reader(real, corrupt, msra_slice):
+def test_auto_reads_each_format_like_its_reader(real_corpora, corrupt, msra_slice):
     from tfner.data import read_msra_slash, read_peoples_daily
 
-    _same_sentences(read_corpus(real["weibo_dev"]), read_weibo(real["weibo_dev"]))
-    _same_sentences(read_corpus(real["cluener_dev"]), read_cluener(real["cluener_dev"]))
-    _same_sentences(read_corpus(real["pd_dev"]), read_peoples_daily(real["pd_dev"]))
+    _same_sentences(read_corpus(real_corpora["weibo_dev"]), read_weibo(real_corpora["weibo_dev"]))
+    _same_sentences(read_corpus(real_corpora["cluener_dev"]), read_cluener(real_corpora["cluener_dev"]))
+    _same_sentences(read_corpus(real_corpora["pd_dev"]), read_peoples_daily(real_corpora["pd_dev"]))
     slash = corrupt("slash").path
     _same_sentences(read_corpus(slash), read_msra_slash(slash))
     # The slash copy holds the same entities as the column slice it was built from.
