@@ -1,4 +1,9 @@
-"""Corpora: the example type, readers, tag schemes, label vocabulary and corpus lookup."""
+"""Corpora: the example type, readers, tag schemes, label vocabulary and corpus lookup.
+
+:func:`read_corpus` is the one entry point (a path or a spec like ``"msra:train"``, any supported
+format, detected by :func:`detect_format`); bad input raises :class:`CorpusError` (a ``ValueError``)
+as ``"path:line: problem"`` and repairs are logged with a count.
+"""
 
 from tfner.data.corpus import FORMATS, detect_format, normalize_format, parse_corpus_spec, read_corpus
 from tfner.data.example import TaggedSentence
