@@ -399,7 +399,7 @@ def read_weibo(path, *, scheme: str | None = "BIO", strict: bool = False, repair
                 raise CorpusError(
                     path, lineno,
                     f"expected one character, found {field!r} (this file has no word-position digits: "
-                    f"its first line is '<char><TAB><tag>', as in the 2015 release)",
+                    f"its first character line is '<char><TAB><tag>', as in the 2015 release)",
                 )
             if _parse_tag(tag, scheme) is None:
                 _check_tag(tag, scheme, path, lineno, file_tags())
