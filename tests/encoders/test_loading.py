@@ -72,9 +72,9 @@ PARITY_CASES = [
     # (fixture directory or checkpoint, reference key, kwargs, kind)
     ("bert_hf", "bert", {}, "bert"),
     ("bert_hf", "bert_L1", {"num_layers": 1}, "bert"),
-    ("bert_tf1_google", "bert_gelu_tanh", {}, "bert"),
-    ("bert_tf1_google", "bert_gelu_tanh_L1", {"num_layers": 1}, "bert"),
-    ("bert_tf1_google/bert_model.ckpt", "bert_gelu_tanh", {}, "bert"),
+    ("bert_tf1_google", "bert", {}, "bert"),
+    ("bert_tf1_google", "bert_L1", {"num_layers": 1}, "bert"),
+    ("bert_tf1_google/bert_model.ckpt", "bert", {}, "bert"),
     ("bert_hf/model.safetensors", "bert", {}, "bert"),
     ("albert_hf", "albert", {}, "albert"),
     ("albert_hf", "albert_L1", {"num_layers": 1}, "albert"),
@@ -95,6 +95,29 @@ def test_parity_with_transformers(encoder_fixtures, reference, spec, key, kwargs
     assert bundle.vocab_path is not None and bundle.vocab_path.is_file()
     assert bundle.backbone.num_layers == kwargs.get("num_layers", 2)
     assert_parity(bundle, reference, key)
+
+
+@pytest.mark.parametrize(
+    "spec,activation",
+    [("bert_tf1_google", "gelu"), ("albert_tf1_google", "gelu_approximate"),
+     ("albert_tf1_brightmart", "gelu_approximate"), ("bert_hf", "gelu"), ("albert_hf", "gelu_approximate")],
+)
+def test_tf1_gelu_is_the_one_the_original_code_computed(encoder_fixtures, spec, activation):
+    """TF1 configs all say "gelu": erf for Google's BERT, tanh for both ALBERT code bases."""
+    bundle = load_encoder(encoder_fixtures / spec)
+    assert bundle.backbone.hidden_activation == activation
+
+
+def test_tf1_bert_config_may_ask_for_the_tanh_gelu(encoder_fixtures, reference, tmp_path):
+    """A checkpoint trained with the post-2019-02 google-research/bert code says "gelu_new"."""
+    directory = tmp_path / "bert_tf1_tanh"
+    shutil.copytree(encoder_fixtures / "bert_tf1_google", directory)
+    config = json.loads((directory / "bert_config.json").read_text())
+    config["hidden_act"] = "gelu_new"
+    (directory / "bert_config.json").write_text(json.dumps(config))
+    bundle = load_encoder(directory)
+    assert bundle.backbone.hidden_activation == "gelu_approximate"
+    assert_parity(bundle, reference, "bert_gelu_tanh")
 
 
 def test_padded_row_matches_the_same_row_alone(encoder_fixtures, reference):
@@ -181,9 +204,9 @@ def test_pytorch_bin_without_torch_gives_clear_error(encoder_fixtures, tmp_path,
     shutil.copy(encoder_fixtures / "bert_hf" / "config.json", directory / "config.json")
     (directory / "pytorch_model.bin").write_bytes(b"not really a pickle")
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
-    with pytest.raises(ImportError, match="pip install torch") as info:
+    with pytest.raises(ImportError, match="pip install torch, or convert to model.safetensors") as info:
         load_encoder(directory)
-    assert "safetensors" in str(info.value)
+    assert str(directory / "pytorch_model.bin") in str(info.value)
 
 
 def test_pytorch_bin_is_converted_with_torch(encoder_fixtures, reference, tmp_path, monkeypatch):
@@ -246,7 +269,7 @@ def test_random_init_reads_no_weights(encoder_fixtures, reference):
     words = np.asarray(bundle.backbone.token_embedding.embeddings)
     assert words.std() < 0.05  # keras-hub's truncated normal(0.02), not the fixture's 0.2
     ids, mask = reference["input_ids"], reference["attention_mask"]
-    assert max_valid_diff(sequence_output(bundle.backbone, ids, mask), reference["bert_gelu_tanh"], mask) > 0.1
+    assert max_valid_diff(sequence_output(bundle.backbone, ids, mask), reference["bert"], mask) > 0.1
 
 
 def test_num_layers_out_of_range(encoder_fixtures):

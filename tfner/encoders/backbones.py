@@ -65,7 +65,7 @@ class BertEncoderBackbone(keras_hub.models.BertBackbone):
 
     Args:
         hidden_activation: activation of the feed-forward layer: ``"gelu"`` (exact, Hugging Face
-            ``hidden_act="gelu"``), ``"gelu_approximate"`` (tanh; Google's TF1 code), ``"relu"``...
+            ``hidden_act="gelu"``), ``"gelu_approximate"`` (tanh; the TF1 ALBERT code bases), ``"relu"``...
         layer_norm_epsilon: epsilon of every LayerNorm.
         **kwargs: the ``keras_hub.models.BertBackbone`` arguments (``vocabulary_size``,
             ``num_layers``, ``num_heads``, ``hidden_dim``, ``intermediate_dim``, ``dropout``,

@@ -12,6 +12,11 @@ Sources:
 * ``pytorch_model.bin``, only when ``torch`` is importable;
 * TF1 name-based checkpoints (``tf.train.load_checkpoint``) in Google's BERT layout, Google's
   ALBERT layout and brightmart's albert_zh layout (see ``tf1_to_canonical``).
+
+A damaged file (cut short by an interrupted download, emptied, overwritten) is reported as an
+``EncoderFileError`` naming the file, what is wrong with it (``truncated (header says N bytes of
+tensor data, file has M)``) and what to do, instead of a numpy or TensorFlow error from deep
+inside the reader.
 """
 
 import json
@@ -23,6 +28,39 @@ import struct
 import numpy as np
 
 logger = logging.getLogger("tfner.encoders")
+
+class EncoderFileError(ValueError):
+    """An encoder file that cannot be used as it is: truncated, corrupt, empty or missing.
+
+    The message is ``"<file>: <problem>; <what to do>"``.
+
+    Attributes:
+        path: the file (``pathlib.Path``).
+        problem: what is wrong with it, e.g. ``"truncated (header says 100 bytes of tensor
+            data, file has 60)"``.
+
+    Example:
+    >>> str(EncoderFileError("m.safetensors", "truncated (header says 8 bytes of tensor data, file has 4)"))
+    'm.safetensors: truncated (header says 8 bytes of tensor data, file has 4); re-download it'
+    """
+
+    def __init__(self, path, problem, advice="re-download it"):
+        self.path = pathlib.Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}; {advice}")
+
+
+def truncated_error(path, expected, actual, what="header"):
+    """The ``EncoderFileError`` of a file holding fewer bytes than its own header announces.
+
+    Args:
+        path: the file.
+        expected: bytes of tensor data the header (or the checkpoint index) announces.
+        actual: bytes of tensor data the file holds.
+        what: who announces ``expected``: ``"header"`` or ``"index"``.
+    """
+    return EncoderFileError(path, f"truncated ({what} says {expected} bytes of tensor data, file has {actual})")
+
 
 _SAFETENSORS_DTYPES = {
     "F64": np.float64,
@@ -46,6 +84,10 @@ def read_safetensors(path):
     Returns:
         dict name -> np.ndarray (floating dtypes, bfloat16 included, come back as float32).
 
+    Raises:
+        EncoderFileError: the file is empty, truncated (``"truncated (header says N bytes of
+            tensor data, file has M)"``), not a safetensors file, or holds an unsupported dtype.
+
     Example:
     >>> import numpy as np, tempfile, os
     >>> from safetensors.numpy import save_file
@@ -56,18 +98,9 @@ def read_safetensors(path):
     """
     path = pathlib.Path(path)
     data = path.read_bytes()
-    if len(data) < 8:
-        raise ValueError(f"{path}: not a safetensors file (only {len(data)} bytes)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: unreadable safetensors header ({error})") from error
-    start = 8 + header_len
+    header, start = _safetensors_header(path, data)
     tensors = {}
     for name, info in header.items():
-        if name == "__metadata__":
-            continue
         begin, end = info["data_offsets"]
         raw = data[start + begin : start + end]
         shape = tuple(info["shape"])
@@ -75,15 +108,80 @@ def read_safetensors(path):
         if dtype == "BF16":
             bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             array = bits.view(np.float32)
-        elif dtype in _SAFETENSORS_DTYPES:
-            array = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dtype]).newbyteorder("<"))
         else:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+            array = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dtype]).newbyteorder("<"))
         array = array.reshape(shape)
         if array.dtype.kind == "f":
             array = array.astype(np.float32)
         tensors[name] = array
     return tensors
+
+
+def _safetensors_header(path, data):
+    """The checked tensor entries of a safetensors file's header and where its data starts.
+
+    Everything the header announces is checked against the bytes there are, so that a file cut
+    short by an interrupted download is reported as truncated (with both sizes) rather than
+    failing in numpy.
+
+    Returns:
+        ``(header, data_start)``: ``header`` maps tensor names to their ``dtype``, ``shape`` and
+        ``data_offsets`` (``__metadata__`` removed).
+
+    Raises:
+        EncoderFileError: empty, truncated or corrupt file, or an unsupported dtype.
+    """
+    size = len(data)
+    if size < 8:
+        raise EncoderFileError(
+            path, f"truncated or empty ({size} bytes; a safetensors file starts with an 8-byte header length)"
+        )
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > size - 8:
+        if header_len > 100_000_000:  # the format's own limit; text, HTML, zip or random bytes
+            raise EncoderFileError(
+                path, f"not a safetensors file (its first 8 bytes announce a header of {header_len} bytes)"
+            )
+        raise EncoderFileError(
+            path, f"truncated (header says its JSON header alone is {header_len} bytes, file has {size - 8})"
+        )
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+    except (ValueError, UnicodeDecodeError) as error:
+        raise EncoderFileError(path, f"corrupt safetensors header ({error})") from error
+    if not isinstance(header, dict):
+        raise EncoderFileError(path, "corrupt safetensors header (not a JSON object)")
+    header = {name: info for name, info in header.items() if name != "__metadata__"}
+    start = 8 + header_len
+    expected = 0
+    for name, info in header.items():
+        try:
+            dtype = info["dtype"]
+            shape = [int(n) for n in info["shape"]]
+            begin, end = (int(n) for n in info["data_offsets"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise EncoderFileError(path, f"corrupt safetensors header (entry {name!r}: {error!r})") from error
+        if dtype == "BF16":
+            itemsize = 2
+        elif dtype in _SAFETENSORS_DTYPES:
+            itemsize = np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize
+        else:
+            raise EncoderFileError(
+                path,
+                f"tensor {name!r} has dtype {dtype}, which tfner does not read "
+                f"(it reads {', '.join(sorted([*_SAFETENSORS_DTYPES, 'BF16']))})",
+                "convert the checkpoint to float32/float16/bfloat16",
+            )
+        if end - begin != int(np.prod(shape)) * itemsize or begin < 0:
+            raise EncoderFileError(
+                path,
+                f"corrupt safetensors header (tensor {name!r} of shape {shape} and dtype {dtype} needs "
+                f"{int(np.prod(shape)) * itemsize} bytes, its offsets [{begin}, {end}] give {end - begin})",
+            )
+        expected = max(expected, end)
+    if size - start < expected:
+        raise truncated_error(path, expected, size - start)
+    return header, start
 
 
 def read_hf_weights(directory):
@@ -108,9 +206,22 @@ def read_hf_weights(directory):
         return read_safetensors(single), str(single)
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise EncoderFileError(
+                index, f"corrupt shard index (expected JSON with a 'weight_map' object: {error!r})"
+            ) from error
+        missing = [shard for shard in shards if not (directory / shard).is_file()]
+        if missing:
+            raise EncoderFileError(
+                index,
+                f"{len(missing)} of its {len(shards)} shards missing from {directory}: {', '.join(missing)}",
+                "download the missing shard files",
+            )
         tensors = {}
-        for shard in sorted(set(weight_map.values())):
+        for shard in shards:
             tensors.update(read_safetensors(directory / shard))
         return tensors, str(index)
     others = sorted(directory.glob("*.safetensors"))
@@ -132,24 +243,63 @@ def read_hf_weights(directory):
 def read_pytorch_bin(path):
     """Reads a PyTorch ``pytorch_model.bin`` state dict (needs ``torch``).
 
+    The file is checked before ``torch`` is imported: a zip-format file (what ``torch.save``
+    writes since torch 1.6) without its end-of-archive record was cut short.
+
     Raises:
+        EncoderFileError: a truncated or corrupt file, or one ``torch.load(weights_only=True)``
+            refuses.
         ImportError: with instructions, when ``torch`` is not importable.
     """
+    import zipfile
+
+    path = pathlib.Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if size == 0:
+        raise EncoderFileError(path, "empty (0 bytes)")
+    if magic == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise EncoderFileError(
+            path,
+            f"truncated (a torch.save zip archive without its end-of-archive record; the file has {size} bytes)",
+        )
     try:
         import torch
     except ImportError as error:
         raise ImportError(
-            f"{path} is a PyTorch pickle; reading it needs torch, which tfner does not depend on. "
-            "Either `pip install torch` (the CPU wheel is enough), or convert the file once to "
-            "model.safetensors, e.g. with torch available: `from safetensors.torch import save_file; "
-            "save_file(torch.load('pytorch_model.bin', map_location='cpu'), 'model.safetensors')`."
+            f"{path} is a PyTorch pickle; reading it needs torch, which tfner does not depend on: "
+            "pip install torch, or convert to model.safetensors (once, on any machine with torch: "
+            "`from safetensors.torch import save_file; "
+            "save_file(torch.load('pytorch_model.bin', map_location='cpu'), 'model.safetensors')`) "
+            "and put model.safetensors next to config.json."
         ) from error
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    tensors = {}
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if "weights only" in str(error).lower() or "weights_only" in str(error):
+            raise EncoderFileError(
+                path,
+                f"holds Python objects besides tensors, which torch.load(weights_only=True) refuses ({text})",
+                "convert it once to model.safetensors with a torch.load you trust (weights_only=False)",
+            ) from error
+        raise EncoderFileError(path, f"truncated or corrupt: torch.load failed ({text})") from error
+    if not isinstance(state, dict):
+        raise EncoderFileError(
+            path, f"holds a {type(state).__name__}, not a state dict of tensors",
+            "save model.state_dict() instead of the model",
+        )
+    tensors, skipped = {}, []
     for name, value in state.items():
+        if not hasattr(value, "numpy"):
+            skipped.append(str(name))
+            continue
         if hasattr(value, "is_floating_point") and value.is_floating_point():
             value = value.float()
         tensors[name] = np.asarray(value.numpy())
+    if skipped:
+        logger.warning("%s: %d entries that are not tensors ignored: %s", path, len(skipped), ", ".join(skipped[:6]))
     return tensors
 
 
@@ -237,18 +387,82 @@ def find_tf1_checkpoint(directory):
     raise ValueError(f"{directory}: several TF1 checkpoints ({names}); pass the prefix of the one to load")
 
 
+def tf1_data_files(prefix):
+    """The data shards ``prefix.data-0000i-of-0000n`` of a TF1 checkpoint, all of them checked present.
+
+    Raises:
+        EncoderFileError: no data file next to ``prefix.index``, or some of the ``n`` missing.
+    """
+    prefix = pathlib.Path(prefix)
+    found = sorted(prefix.parent.glob(prefix.name + ".data-?????-of-?????"))
+    index = prefix.with_name(prefix.name + ".index")
+    if not found:
+        raise EncoderFileError(
+            index,
+            f"no data file next to it (expected {prefix.name}.data-00000-of-00001 in {prefix.parent})",
+            "download the .data-* file(s) that came with this .index",
+        )
+    counts = {int(p.name.rsplit("-of-", 1)[1]) for p in found}
+    total = max(counts)
+    expected = [prefix.with_name(f"{prefix.name}.data-{i:05d}-of-{total:05d}") for i in range(total)]
+    missing = [p.name for p in expected if not p.is_file()]
+    if missing or len(counts) > 1:
+        raise EncoderFileError(
+            index,
+            f"incomplete checkpoint: {len(missing)} of {total} data files missing ({', '.join(missing)})"
+            if missing else f"data files of different checkpoints side by side ({', '.join(p.name for p in found)})",
+            "download every .data-* file of this checkpoint",
+        )
+    return expected
+
+
 def read_tf1_checkpoint(prefix):
-    """Reads every variable of a TF1 checkpoint (``prefix.index`` + data shards)."""
+    """Reads every variable of a TF1 checkpoint (``prefix.index`` + data shards).
+
+    The data files are checked against the index first: together they must hold every byte the
+    index's variables need (shape x dtype size), else the checkpoint was cut short.
+
+    Raises:
+        EncoderFileError: a missing, truncated (``"truncated (index says N bytes of tensor data,
+            file has M)"``) or unreadable ``.index``/``.data-*`` file.
+    """
     import tensorflow as tf
 
-    reader = tf.train.load_checkpoint(str(prefix))
+    prefix = pathlib.Path(prefix)
+    index = prefix.with_name(prefix.name + ".index")
+    data_files = tf1_data_files(prefix)
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        shapes = reader.get_variable_to_shape_map()
+        dtypes = reader.get_variable_to_dtype_map()
+    except (tf.errors.OpError, ValueError) as error:
+        raise EncoderFileError(
+            index, f"unreadable TF1 checkpoint index, truncated or corrupt ({_first_line(error)})"
+        ) from error
+    if all(dtype.is_numpy_compatible and dtype != tf.string for dtype in dtypes.values()):
+        expected = sum(int(np.prod(shape)) * dtypes[name].size for name, shape in shapes.items())
+        actual = sum(p.stat().st_size for p in data_files)
+        if actual < expected:
+            where = data_files[0] if len(data_files) == 1 else prefix.with_name(prefix.name + ".data-*")
+            raise truncated_error(where, expected, actual, what="index")
     tensors = {}
-    for name in reader.get_variable_to_shape_map():
-        value = np.asarray(reader.get_tensor(name))
+    for name in shapes:
+        try:
+            value = np.asarray(reader.get_tensor(name))
+        except Exception as error:  # tf.errors.OpError, IndexError("Read less bytes than requested")
+            where = data_files[0] if len(data_files) == 1 else prefix.with_name(prefix.name + ".data-*")
+            raise EncoderFileError(
+                where, f"variable {name!r} unreadable, truncated or corrupt ({_first_line(error)})"
+            ) from error
         if value.dtype.kind == "f":
             value = value.astype(np.float32)
         tensors[name] = value
     return tensors
+
+
+def _first_line(error):
+    text = str(getattr(error, "message", None) or error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def detect_tf1_layout(names, source="checkpoint"):
@@ -320,6 +534,45 @@ class _Mapper:
         return sorted(set(self.tensors) - self.used)
 
 
+# What ``hidden_act: "gelu"`` in a TF1 config meant to the code that trained the checkpoint, in
+# transformers' names ("gelu": exact erf GELU, "gelu_new": tanh approximation):
+#
+# * google_bert -> "gelu" (erf). google-research/bert modeling.py defined
+#   `gelu(input_tensor) = input_tensor * 0.5 * (1.0 + tf.erf(input_tensor / tf.sqrt(2.0)))` from
+#   the initial release (fe35475, 2018-10-31) until commit bee6030 "Adding TF Hub support"
+#   (2019-02-07) switched it to the tanh approximation. chinese_L-12_H-768_A-12 was published on
+#   2018-11-03 (README: storage.googleapis.com/bert_models/2018_11_03/...), as were the English
+#   and multilingual checkpoints of 2018, so they were trained with erf. transformers agrees:
+#   convert_bert_original_tf_checkpoint_to_pytorch keeps the config's "gelu", which its BertModel
+#   runs as the erf GELU (activations.GELUActivation, "Original Implementation of the GELU
+#   activation function in Google BERT repo when initially created"). A checkpoint trained with
+#   the later code can say so with hidden_act "gelu_new" in its bert_config.json.
+# * google_albert -> "gelu_new" (tanh). google-research/albert modeling.py's `gelu` is
+#   `0.5 * (1.0 + tf.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * tf.pow(x, 3))))` in every
+#   version, from its first commit (c47c040, 2019-10-04) on; the Chinese ALBERT checkpoints came
+#   out on 2019-12-30. transformers' AlbertConfig defaults to "gelu_new" for this reason.
+# * brightmart_albert -> "gelu_new" (tanh). brightmart/albert_zh modeling.py (and
+#   modeling_google.py) define the same tanh `gelu` since the file's first version (2996b42,
+#   2019-09-28); the repository never had the erf one.
+_TF1_GELU = {"google_bert": "gelu", "google_albert": "gelu_new", "brightmart_albert": "gelu_new"}
+
+
+def tf1_hidden_act(layout, hidden_act="gelu"):
+    """The Hugging Face ``hidden_act`` of a TF1 checkpoint's config ``hidden_act`` for its layout.
+
+    TF1 configs say ``"gelu"`` whichever GELU their code computed: Google's BERT checkpoints were
+    trained with the exact erf GELU, the ALBERT ones (Google's and brightmart's) with the tanh
+    approximation (evidence in the comment above ``_TF1_GELU``). Any other value is kept.
+
+    Example:
+    >>> tf1_hidden_act("google_bert"), tf1_hidden_act("brightmart_albert"), tf1_hidden_act("google_bert", "relu")
+    ('gelu', 'gelu_new', 'relu')
+    """
+    if hidden_act == "gelu":
+        return _TF1_GELU[layout]
+    return hidden_act
+
+
 def tf1_to_canonical(tensors, config, source="checkpoint"):
     """Converts TF1 checkpoint variables to canonical Hugging Face names.
 
@@ -346,15 +599,13 @@ def tf1_to_canonical(tensors, config, source="checkpoint"):
     Returns:
         ``(kind, layout, canonical, config, unused_names)`` where ``kind`` is ``"bert"`` or
         ``"albert"`` and ``config`` is a Hugging Face style config (``model_type`` set,
-        ``hidden_act`` translated: the TF1 code's ``"gelu"`` is the tanh approximation, which
-        transformers calls ``"gelu_new"``).
+        ``hidden_act`` translated per layout by ``tf1_hidden_act``).
     """
     scope, tensors = _tf1_scope(tensors, source)
     layout = detect_tf1_layout(tensors, source)
     m = _Mapper(tensors, scope, source)
     config = dict(config)
-    if config.get("hidden_act", "gelu") == "gelu":
-        config["hidden_act"] = "gelu_new"
+    config["hidden_act"] = tf1_hidden_act(layout, config.get("hidden_act", "gelu"))
     m.dense("pooler/dense", "pooler.dense" if layout == "google_bert" else "pooler")
 
     if layout == "google_bert":

@@ -48,6 +48,43 @@ def model_kind(config, source="config"):
     return model_type
 
 
+_REQUIRED_CONFIG_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                         "intermediate_size")
+
+
+def check_config(config, source="config"):
+    """Checks that a BERT/ALBERT config has the sizes a backbone needs, as positive integers.
+
+    Raises:
+        ValueError: naming the file (``source``), the missing or bad keys and what to do.
+
+    Example:
+    >>> check_config({"hidden_size": 8}, "config.json")
+    Traceback (most recent call last):
+    ...
+    ValueError: config.json: no vocab_size, num_hidden_layers, num_attention_heads, intermediate_size; a BERT/ALBERT config.json needs all of vocab_size, hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: use the config published with the weights
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: a JSON object was expected, found {type(config).__name__}")
+    missing = [key for key in _REQUIRED_CONFIG_KEYS if key not in config]
+    if missing:
+        raise ValueError(
+            f"{source}: no {', '.join(missing)}; a BERT/ALBERT config.json needs all of "
+            f"{', '.join(_REQUIRED_CONFIG_KEYS)}: use the config published with the weights"
+        )
+    optional = ("embedding_size", "max_position_embeddings", "type_vocab_size", "num_hidden_groups",
+                "inner_group_num")
+    for key in _REQUIRED_CONFIG_KEYS + tuple(k for k in optional if k in config):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{source}: {key} is {value!r}, a positive integer was expected")
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise ValueError(
+            f"{source}: hidden_size {config['hidden_size']} is not a multiple of num_attention_heads "
+            f"{config['num_attention_heads']}"
+        )
+
+
 def albert_group_plan(config, num_layers=None, source="config"):
     """How the first ``num_layers`` ALBERT layers map onto keras-hub groups.
 
@@ -92,6 +129,7 @@ def build_backbone(kind, config, *, num_layers=None, dtype=None, source="config"
     >>> b.num_layers
     2
     """
+    check_config(config, source)
     total = int(config["num_hidden_layers"])
     if num_layers is not None and not 1 <= int(num_layers) <= total:
         raise ValueError(f"{source}: num_layers={num_layers} but the encoder has {total} layers")

@@ -81,7 +81,10 @@ class EncoderBundle:
     def special_token_ids(self):
         """``{"pad", "unk", "cls", "sep", "mask"}`` ids read from the vocabulary file."""
         if self.vocab_path is None:
-            raise ValueError(f"{self.source}: no vocabulary file, so no special token ids")
+            raise ValueError(
+                f"{self.source}: no vocabulary file (vocab.txt), so no special token ids; copy the "
+                "vocab.txt published with this encoder next to its weights"
+            )
         return special_token_ids(self.vocab_path)
 
     def char_encoder(self, **kwargs):
@@ -175,10 +178,70 @@ def _find_vocab(directory):
 
 
 def _read_json(path):
+    """A config file's JSON object; an ``EncoderFileError`` naming the file when it is not one."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; put the config file published with the weights there")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise checkpoints.EncoderFileError(path, f"empty ({len(raw)} bytes)", "re-download it")
     try:
-        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        config = json.loads(raw.decode("utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise checkpoints.EncoderFileError(
+            path, f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})",
+            "re-download it, or fix it by hand",
+        ) from error
+    except UnicodeDecodeError as error:
+        raise checkpoints.EncoderFileError(path, f"not UTF-8 text ({error.reason} at byte {error.start})",
+                                           "re-download it") from error
+    if not isinstance(config, dict):
+        raise checkpoints.EncoderFileError(
+            path, f"a JSON object was expected, found {type(config).__name__}", "re-download it")
+    return config
+
+
+def _vocab_size(vocab_path):
+    """Number of lines of a vocabulary file, counted as ``special_token_ids`` indexes them."""
+    with open(vocab_path, encoding="utf-8") as f:
+        return sum(1 for _ in f)
+
+
+def _check_vocab(vocab_path, config, source, directory):
+    """Warns when a local encoder has no vocabulary, fails when it cannot belong to the weights.
+
+    A vocabulary longer than ``vocab_size`` would give ids past the embedding table, so it is an
+    error; a shorter one is legal (some checkpoints pad their table) but is also what a cut-short
+    vocab.txt looks like, so it is a warning with both counts.
+    """
+    if vocab_path is None:
+        logger.warning(
+            "%s: no vocab.txt (nor vocab_chinese.txt, vocab*.txt); a tagger needs the WordPiece "
+            "vocabulary the encoder was trained with: copy it into %s",
+            source, directory,
+        )
+        return
+    try:
+        lines = _vocab_size(vocab_path)
+    except UnicodeDecodeError as error:
+        raise checkpoints.EncoderFileError(
+            vocab_path, f"not UTF-8 text ({error.reason} at byte {error.start})", "re-download it") from error
+    expected = config.get("vocab_size")
+    if lines == 0:
+        raise checkpoints.EncoderFileError(vocab_path, "empty", "re-download it")
+    if isinstance(expected, int) and lines > expected:
+        raise checkpoints.EncoderFileError(
+            vocab_path,
+            f"{lines} tokens but the encoder's vocab_size is {expected}; this vocabulary does not belong "
+            "to these weights",
+            "use the vocab.txt published with the encoder",
+        )
+    if isinstance(expected, int) and lines < expected:
+        logger.warning(
+            "%s: %d tokens, fewer than the encoder's vocab_size %d; if the file was cut short, every "
+            "character past line %d reads as [UNK]: re-download it",
+            vocab_path, lines, expected, lines,
+        )
 
 
 def _log_ignored(source, names, what):
@@ -230,6 +293,13 @@ def load_encoder(spec=None, *, num_layers=None, embeddings_only=False, random_in
             return _load_tf1(prefix, **options)
         if (path / "config.json").is_file():
             return _load_hf_directory(path, **options)
+        weights = sorted(p.name for p in path.glob("*.safetensors")) + sorted(
+            p.name for p in path.glob("pytorch_model*.bin"))
+        if weights:
+            raise FileNotFoundError(
+                f"{path / 'config.json'}: missing; the weights in {path} ({', '.join(weights[:3])}) need "
+                "the config.json published with them: put it next to them"
+            )
         raise FileNotFoundError(
             f"{path}: neither a Hugging Face directory (config.json + model.safetensors) nor a TF1 "
             "checkpoint directory (bert_config.json / albert_config*.json + *.ckpt.index)"
@@ -286,34 +356,46 @@ def _load_hf_directory(path, *, num_layers, embeddings_only, random_init, dtype)
     config = _read_json(path / "config.json")
     kind = convert.model_kind(config, str(path / "config.json"))
     canonical, source = {}, str(path)
+    vocab_path = _find_vocab(path)
+    _check_vocab(vocab_path, config, str(path), path)
     if not random_init:
         tensors, source = checkpoints.read_hf_weights(path)
         canonical, extra = checkpoints.split_hf_prefix(tensors, source)
         _log_ignored(source, sorted(extra), "tensors outside the encoder (task heads)")
     return _finish(
-        kind, config, canonical, source, _find_vocab(path),
+        kind, config, canonical, source, vocab_path,
         num_layers=num_layers, embeddings_only=embeddings_only, random_init=random_init, dtype=dtype,
     )
 
 
-def _tf1_config_path(directory):
+def _tf1_config_path(prefix):
+    directory = prefix.parent
     for pattern in ("bert_config.json", "albert_config.json", "albert_config*.json", "config.json"):
         found = sorted(directory.glob(pattern))
         if found:
             return found[0]
-    raise FileNotFoundError(f"{directory}: TF1 checkpoint without bert_config.json / albert_config*.json")
+    raise FileNotFoundError(
+        f"{directory / 'bert_config.json'}: missing; the TF1 checkpoint {prefix} needs the "
+        "bert_config.json (BERT) or albert_config*.json (ALBERT) published with it: put it next to the "
+        ".index file"
+    )
 
 
 def _load_tf1(prefix, *, num_layers, embeddings_only, random_init, dtype):
     prefix = pathlib.Path(prefix)
-    config_path = _tf1_config_path(prefix.parent)
+    config_path = _tf1_config_path(prefix)
     raw_config = _read_json(config_path)
+    vocab_path = _find_vocab(prefix.parent)
+    _check_vocab(vocab_path, raw_config, str(prefix), prefix.parent)
     tensors = checkpoints.read_tf1_checkpoint(prefix)
     kind, layout, canonical, config, unused = checkpoints.tf1_to_canonical(tensors, raw_config, str(prefix))
-    logger.info("%s: TF1 checkpoint, %s layout, config %s", prefix, layout, config_path.name)
+    logger.info(
+        "%s: TF1 checkpoint, %s layout, config %s, hidden_act %r read as %r",
+        prefix, layout, config_path.name, raw_config.get("hidden_act", "gelu"), config["hidden_act"],
+    )
     _log_ignored(str(prefix), unused, "variables outside the encoder (heads, optimizer slots, global_step)")
     return _finish(
-        kind, config, canonical, f"{prefix} ({layout})", _find_vocab(prefix.parent),
+        kind, config, canonical, f"{prefix} ({layout})", vocab_path,
         num_layers=num_layers, embeddings_only=embeddings_only, random_init=random_init, dtype=dtype,
     )
 
