@@ -404,7 +404,9 @@ def test_unknown_tf1_layout(tmp_path):
         shape_and_slices=["", ""],
         tensors=[tf.zeros((4, 2)), tf.zeros((2,))],
     )
-    (tmp_path / "bert_config.json").write_text(json.dumps({"hidden_size": 2}))
+    (tmp_path / "bert_config.json").write_text(json.dumps({
+        "vocab_size": 4, "hidden_size": 2, "num_hidden_layers": 1, "num_attention_heads": 1,
+        "intermediate_size": 4}))
     with pytest.raises(ValueError, match="unrecognised TF1 checkpoint layout"):
         load_encoder(tmp_path)
 
@@ -464,3 +466,13 @@ def test_real_tiny_bert_loads_without_pooler(tiny_encoder_dir, caplog):
 def test_default_is_the_real_tiny_bert(tiny_encoder_dir, monkeypatch):
     monkeypatch.delenv("TFNER_ENCODER_DIR", raising=False)
     assert default_encoder_path().resolve() == tiny_encoder_dir.resolve()
+
+
+def test_doctests_of_checkpoints_and_convert():
+    import doctest
+
+    from tfner.encoders import checkpoints
+    from tfner.encoders import convert
+
+    for module in (checkpoints, convert):
+        assert doctest.testmod(module).failed == 0

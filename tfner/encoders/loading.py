@@ -317,6 +317,7 @@ def load_encoder(spec=None, *, num_layers=None, embeddings_only=False, random_in
 
 def _load_from_config_file(path, *, num_layers, embeddings_only, random_init, dtype):
     config = _read_json(path)
+    convert.check_config(config, str(path))
     if "model_type" not in config and path.name.startswith("albert_config"):
         config["model_type"] = "albert"
     if "model_type" not in config and path.name.startswith("bert_config"):
@@ -354,6 +355,7 @@ def _finish(kind, config, canonical, source, vocab_path, *, num_layers, embeddin
 
 def _load_hf_directory(path, *, num_layers, embeddings_only, random_init, dtype):
     config = _read_json(path / "config.json")
+    convert.check_config(config, str(path / "config.json"))
     kind = convert.model_kind(config, str(path / "config.json"))
     canonical, source = {}, str(path)
     vocab_path = _find_vocab(path)
@@ -385,6 +387,7 @@ def _load_tf1(prefix, *, num_layers, embeddings_only, random_init, dtype):
     prefix = pathlib.Path(prefix)
     config_path = _tf1_config_path(prefix)
     raw_config = _read_json(config_path)
+    convert.check_config(raw_config, str(config_path))
     vocab_path = _find_vocab(prefix.parent)
     _check_vocab(vocab_path, raw_config, str(prefix), prefix.parent)
     tensors = checkpoints.read_tf1_checkpoint(prefix)
