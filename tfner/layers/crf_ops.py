@@ -49,6 +49,10 @@ FORBIDDEN_TRANSITION_SCORE = -1e4
 _MASS_FLOOR = 1e-30
 _LOG_MASS_FLOOR = float(np.log(_MASS_FLOOR))
 
+# Gold-path scores at or below this are not subtracted in ``crf_log_likelihood``'s relative
+# forward pass (see ``_gold_path_shift``): forbidden transitions and -inf emissions.
+_SHIFT_FLOOR = FORBIDDEN_TRANSITION_SCORE / 2
+
 
 # --------------------------------------------------------------------------------------------
 # Input helpers
@@ -76,8 +80,26 @@ def lengths_from_mask(mask):
 
 
 def _compute_dtype(x):
+    """The dtype the CRF computes in for ``x``: float64 stays, everything else is float32."""
     dtype = keras.backend.standardize_dtype(x.dtype)
     return "float64" if dtype == "float64" else "float32"
+
+
+def _result_dtype(x):
+    """The dtype of float results for input ``x``: its own float dtype, float32 for integers.
+
+    16-bit floats are computed in float32 (``_compute_dtype``) and cast back, as tfa returns
+    results in the dtype of the inputs.
+    """
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    return dtype if dtype in ("float16", "bfloat16", "float32", "float64") else "float32"
+
+
+def _cast_result(value, dtype):
+    """``value`` cast to ``dtype`` unless it already has it."""
+    if keras.backend.standardize_dtype(value.dtype) == dtype:
+        return value
+    return ops.cast(value, dtype)
 
 
 def _mask_from_lengths(lengths, max_len):
@@ -185,6 +207,45 @@ def _clean_tags(tag_indices, mask):
     return ops.where(mask, tags, ops.zeros_like(tags))
 
 
+def _gold_tags(tag_indices, lengths, mask):
+    """Gold tags aligned with the inputs' time axis: ``(tags [B, T] int32, too_short)``.
+
+    Tags past the inputs' ``T`` positions are ignored (tfa does the same), padded positions are
+    set to 0. Fewer tag positions than ``T`` is an error when both lengths are static. Inside a
+    graph with a dynamic time axis it cannot be checked while tracing: the tags are then padded
+    with 0 and ``too_short`` (``[B]`` bool, else ``None``) marks the sequences longer than the
+    tags given, whose scores ``_flag_too_short`` turns into NaN rather than a wrong number.
+    """
+    tags = ops.cast(ops.convert_to_tensor(tag_indices), "int32")
+    if len(tags.shape) != 2:
+        raise ValueError(
+            f"tag_indices must be [batch_size, max_seq_len] integers, got shape {tags.shape}"
+        )
+    given, max_len = tags.shape[1], mask.shape[1]
+    too_short = None
+    if given is not None and max_len is not None:
+        if given < max_len:
+            raise ValueError(
+                f"tag_indices has {given} positions per sequence but the inputs have "
+                f"{max_len}: pass one tag per input position (any value, e.g. 0 or -1, past a "
+                "sequence's length); tags past the inputs' positions are ignored"
+            )
+        if given > max_len:
+            tags = tags[:, :max_len]
+    else:
+        too_short = lengths > ops.shape(tags)[1]
+        padding = ops.zeros_like(mask, dtype="int32")
+        tags = ops.concatenate([tags, padding], axis=1)[:, : ops.shape(mask)[1]]
+    return ops.where(mask, tags, ops.zeros_like(tags)), too_short
+
+
+def _flag_too_short(score, too_short):
+    """NaN where ``too_short`` (see ``_gold_tags``): never a silently wrong score."""
+    if too_short is None:
+        return score
+    return ops.where(too_short, ops.full_like(score, float("nan")), score)
+
+
 def crf_unary_score(tag_indices, sequence_lengths, inputs):
     """Sum of the emission scores of the given tags (tfa argument order).
 
@@ -197,10 +258,13 @@ def crf_unary_score(tag_indices, sequence_lengths, inputs):
         ``[B]`` unary scores.
     """
     inputs = ops.convert_to_tensor(inputs)
+    result_dtype = _result_dtype(inputs)
     inputs = ops.cast(inputs, _compute_dtype(inputs))
     shape = ops.shape(inputs)
-    mask = _mask_from_lengths(_lengths(sequence_lengths, shape[0], shape[1]), shape[1])
-    return _unary(inputs, _clean_tags(tag_indices, mask), mask)
+    lengths = _lengths(sequence_lengths, shape[0], shape[1])
+    mask = _mask_from_lengths(lengths, shape[1])
+    tags, too_short = _gold_tags(tag_indices, lengths, mask)
+    return _cast_result(_flag_too_short(_unary(inputs, tags, mask), too_short), result_dtype)
 
 
 def crf_binary_score(tag_indices, sequence_lengths, transition_params):
@@ -219,7 +283,8 @@ def crf_binary_score(tag_indices, sequence_lengths, transition_params):
     shape = ops.shape(tag_indices)
     mask = _mask_from_lengths(_lengths(sequence_lengths, shape[0], shape[1]), shape[1])
     trans = ops.cast(transition_params, _compute_dtype(transition_params))
-    return _binary(_clean_tags(tag_indices, mask), mask, trans)
+    score = _binary(_clean_tags(tag_indices, mask), mask, trans)
+    return _cast_result(score, _result_dtype(transition_params))
 
 
 def crf_sequence_score(
@@ -251,14 +316,15 @@ def crf_sequence_score(
     >>> float(crf_sequence_score(x, [[0, 1, 1]], [3], trans)[0])  # 0+1+1 unary, 2 binary
     4.0
     """
+    result_dtype = _result_dtype(ops.convert_to_tensor(inputs))
     inputs, lengths, mask, trans, start, end = _prepare(
         inputs, sequence_lengths, transition_params, start_transitions, end_transitions
     )
-    tags = _clean_tags(tag_indices, mask)
+    tags, too_short = _gold_tags(tag_indices, lengths, mask)
     score = _unary(inputs, tags, mask) + _binary(tags, mask, trans)
     if start is not None or end is not None:
         score = score + _boundary(tags, lengths, start, end, inputs.dtype)
-    return score
+    return _cast_result(_flag_too_short(score, too_short), result_dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +392,44 @@ def _log_norm(alphas, lengths, end):
     return ops.where(lengths > 0, log_norm, ops.zeros_like(log_norm))
 
 
+def _gold_path_shift(inputs, tags, lengths, mask, trans, start, end):
+    """Per-position scores of the gold path, to run the forward algorithm relative to it.
+
+    ``log p(y | x) = score(y) - log Z = -log sum_y' exp(score(y') - score(y))``. Subtracting
+    the gold path's score at each position (emission, incoming transition, start score) from
+    every tag's emission there, and its end score from the end scores, makes the forward values
+    the size of the log-likelihood rather than of ``log Z``: float32 then rounds to a fraction
+    of the log-likelihood, not of the (much larger) sequence scores, so the probabilities of all
+    paths sum to 1 within 1e-6 and the gradient keeps its precision on long sequences.
+
+    Terms at or below ``_SHIFT_FLOOR`` (forbidden transitions, ``-inf`` emissions of filtered
+    tags) are not shifted, so that a gold path breaking a constraint does not blow the forward
+    values up to 1e4; they are returned apart and added back exactly.
+
+    Returns:
+        ``(shift [B, T], rest [B], end)``: ``log p(y | x) = rest - log Z(inputs - shift, end)``,
+        with ``end`` ``[B, K]`` relative to the gold last tag's end score (or ``None``).
+    """
+    zeros = ops.zeros_like(inputs[..., 0])  # [B, T]
+    unary = ops.take_along_axis(inputs, ops.expand_dims(tags, 2), axis=2)[..., 0]
+    num_tags = ops.shape(trans)[0]
+    binary = ops.take(ops.reshape(trans, (-1,)), tags[:, :-1] * num_tags + tags[:, 1:])
+    first = zeros[:, :1] if start is None else ops.expand_dims(ops.take(start, tags[:, 0]), 1)
+    terms = ops.stack([unary, ops.concatenate([first, binary], axis=1)], axis=2)  # [B, T, 2]
+    terms = ops.where(ops.expand_dims(mask, 2), terms, ops.zeros_like(terms))
+    shifted = terms > _SHIFT_FLOOR
+    shift = ops.sum(ops.where(shifted, terms, ops.zeros_like(terms)), axis=2)
+    rest = ops.sum(ops.where(shifted, ops.zeros_like(terms), terms), axis=(1, 2))
+    if end is not None:
+        last_tag = ops.take_along_axis(tags, ops.expand_dims(ops.maximum(lengths - 1, 0), 1), 1)
+        gold_end = ops.take(end, last_tag)  # [B, 1]
+        gold_end = ops.where(ops.expand_dims(lengths > 0, 1), gold_end, ops.zeros_like(gold_end))
+        end_shifted = gold_end > _SHIFT_FLOOR
+        end = end - ops.where(end_shifted, gold_end, ops.zeros_like(gold_end))  # [B, K]
+        rest = rest + ops.where(end_shifted, ops.zeros_like(gold_end), gold_end)[:, 0]
+    return shift, rest, end
+
+
 def crf_log_norm(
     inputs, sequence_lengths, transition_params, start_transitions=None, end_transitions=None
 ):
@@ -347,17 +451,19 @@ def crf_log_norm(
     >>> round(float(crf_log_norm(x, [2], np.zeros((2, 2), "float32"))[0]), 4)  # log(4 paths)
     1.3863
     """
+    result_dtype = _result_dtype(ops.convert_to_tensor(inputs))
     inputs, lengths, _, trans, start, end = _prepare(
         inputs, sequence_lengths, transition_params, start_transitions, end_transitions
     )
-    return _log_norm(_forward_alphas(inputs, lengths, trans, start), lengths, end)
+    log_norm = _log_norm(_forward_alphas(inputs, lengths, trans, start), lengths, end)
+    return _cast_result(log_norm, result_dtype)
 
 
 def crf_log_likelihood(
     inputs,
     tag_indices,
     sequence_lengths,
-    transition_params,
+    transition_params=None,
     start_transitions=None,
     end_transitions=None,
 ):
@@ -383,15 +489,16 @@ def crf_log_likelihood(
     >>> round(float(ll[0]), 4)  # one of 4 equally likely paths
     -1.3863
     """
+    result_dtype = _result_dtype(ops.convert_to_tensor(inputs))
     inputs, lengths, mask, trans, start, end = _prepare(
         inputs, sequence_lengths, transition_params, start_transitions, end_transitions
     )
-    tags = _clean_tags(tag_indices, mask)
-    score = _unary(inputs, tags, mask) + _binary(tags, mask, trans)
-    if start is not None or end is not None:
-        score = score + _boundary(tags, lengths, start, end, inputs.dtype)
-    log_norm = _log_norm(_forward_alphas(inputs, lengths, trans, start), lengths, end)
-    return score - log_norm, transition_params
+    tags, too_short = _gold_tags(tag_indices, lengths, mask)
+    gold_shift, gold_rest, end = _gold_path_shift(inputs, tags, lengths, mask, trans, start, end)
+    relative = inputs - ops.expand_dims(gold_shift, 2)
+    log_norm = _log_norm(_forward_alphas(relative, lengths, trans, start), lengths, end)
+    log_likelihood = _flag_too_short(gold_rest - log_norm, too_short)
+    return _cast_result(log_likelihood, result_dtype), transition_params
 
 
 # --------------------------------------------------------------------------------------------
