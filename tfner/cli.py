@@ -103,7 +103,7 @@ def cmd_serve(a):
     from tfner.serving import serve
 
     serve(a.model, port=a.port, host=a.host, name=a.name, version_policy=a.model_version_policy,
-          max_body_bytes=a.max_body_bytes, warmup=a.warmup)
+          max_body_bytes=a.max_body_bytes, warmup=a.warmup, timeout_s=a.timeout)
 
 
 def cmd_check(a):
@@ -199,9 +199,12 @@ def build_parser():
     v.add_argument("--model-version-policy", choices=("latest", "all"), default="latest")
     v.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024,
                    help="larger request bodies get 413 (default 10 MiB)")
-    v.add_argument("--warmup", action="store_true",
-                   help="before listening, run one text of every compiled length (pays the XLA "
-                        "compilation of a --jit-compile export up front)")
+    v.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
+                   help="before listening, run inputs of every compiled shape, so no request pays "
+                        "an XLA compilation (default: on for --jit-compile exports, off otherwise)")
+    v.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds a connection may stay silent (mid-request or idle) before it is "
+                        "closed (default 30)")
     v.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("check", help="verify a tag file has one tag per character of its text file")

@@ -77,10 +77,25 @@ def test_tokens_signature_with_xla(small_xla_module, crf_run, eval_texts, encode
         assert got[r, len(text):].tolist() == [0] * (width - len(text))
 
 
-def test_server_warm_up_runs_every_compiled_length(crf_xla_export, crf_export):
+def test_server_warm_up_runs_every_compiled_shape(crf_run, crf_export, tmp_path):
+    """Every (length, rows) pair a pass can be padded to is run once, so no request compiles.
+
+    A `serve` pass has at most `window` characters per window and `max_batch_windows` rows, and
+    `_round_up` pads both to a compiled value, so these pairs are all the shapes there are. (A
+    small window keeps the test short: 3 x 3 shapes instead of the default export's 6 x 7.)
+    """
+    import itertools
+
+    from tfner.export import export_saved_model
     from tfner.serving import LoadedModel
 
-    timings = LoadedModel("m", 1, crf_xla_export).warm_up()
-    assert [n for n, _ in timings] == [16, 32, 64, 128, 256, 510]
-    assert all(ms > 0 for _, ms in timings)
-    assert [n for n, _ in LoadedModel("m", 1, crf_export).warm_up()] == [16]  # one call
+    path = export_saved_model(crf_run[0], tmp_path / "m", window=64, overlap=8, max_batch_windows=4,
+                              jit_compile=True)
+    timings = LoadedModel("m", 1, path).warm_up()
+    info = read_export_info(path)["compiled_shapes"]
+    assert (info["lengths"], info["rows"]) == ([16, 32, 64], [1, 2, 4])
+    assert [(n, r) for n, r, _ in timings] == list(itertools.product(info["lengths"], info["rows"]))
+    assert all(ms > 0 for *_, ms in timings)
+    one_length_each = LoadedModel("m", 1, path).warm_up(all_shapes=False)
+    assert [(n, r) for n, r, _ in one_length_each] == [(16, 1), (32, 1), (64, 1)]
+    assert [(n, r) for n, r, _ in LoadedModel("m", 1, crf_export).warm_up()] == [(16, 1)]  # one call

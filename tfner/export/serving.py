@@ -27,7 +27,8 @@ The module wraps a trained ``NERTagger`` and its character lookup in a ``tf.Modu
     Inputs ``token_ids`` and ``padding_mask``, int32 ``[batch, length]`` (one id per character, as
     ``CharTokenizer.encode`` gives; the mask is 1 on real characters, left-aligned); output
     ``tags`` int32 ``[batch, length]`` (0 at padding). No windowing: a row must fit the model
-    (at most 510 characters for BERT encoders).
+    (at most 510 characters for BERT encoders). Ids outside ``[0, vocabulary_size)`` and shapes
+    that differ are refused with ``InvalidArgumentError`` naming the problem.
 
 Confidence of an entity:
 
@@ -167,6 +168,7 @@ class TaggerServingModule(tf.Module):
         self.scheme = tagger.scheme
         tokenizer = tagger.tokenizer()
         self.pad_id = tokenizer.pad_id
+        self.vocabulary_size = len(tokenizer.vocabulary)
         self.char_lookup = tokenizer.tf_lookup()
         tables = graph.label_tables(self.labels, self.scheme)
         self._role = tables["role"]
@@ -192,6 +194,7 @@ class TaggerServingModule(tf.Module):
             "overlap": self.overlap,
             "punctuation": self.punctuation,
             "max_batch_windows": self.max_batch_windows,
+            "vocabulary_size": self.vocabulary_size,
             "jit_compile": self.jit_compile,
             **({"compiled_shapes": {"lengths": self.compiled_lengths, "rows": self.compiled_rows},
                 "tf_serving_flags": ["--xla_cpu_compilation_enabled=true"]}
@@ -393,7 +396,16 @@ class TaggerServingModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.int32, name="padding_mask")])
     def tokens(self, token_ids, padding_mask):
         """Pre-tokenized ids (one per character) -> tag ids ``[batch, length]`` (0 at padding)."""
-        mask = tf.not_equal(padding_mask, 0)
+        checks = [
+            tf.debugging.assert_equal(tf.shape(token_ids), tf.shape(padding_mask),
+                                      message="token_ids and padding_mask must have the same shape"),
+            tf.debugging.assert_non_negative(token_ids, message="token_ids must be >= 0"),
+            tf.debugging.assert_less(token_ids, tf.cast(self.vocabulary_size, tf.int32),
+                                     message=f"token_ids must be < {self.vocabulary_size} "
+                                             f"(the vocabulary size)"),
+        ]
+        with tf.control_dependencies(checks):
+            mask = tf.not_equal(padding_mask, 0)
         (tags,) = self._run_tagger(token_ids, mask)
         tags = tf.where(mask, tags, 0)
         if self.decoder == "softmax":

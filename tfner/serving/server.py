@@ -9,9 +9,18 @@ Clients written for ``tensorflow/serving`` work unchanged (same URLs, request an
   [...]}`` (row format, answered with ``{"predictions": [...]}``) or ``{"inputs": ...}`` (columnar,
   answered with ``{"outputs": ...}``). String values may be given as ``{"b64": "..."}``.
 
-Errors are JSON ``{"error": "<message>"}`` with a 4xx status: 400 malformed JSON, wrong types or
-shapes, unknown signature; 404 unknown model, version or path; 405 wrong method; 411 missing
-``Content-Length``; 413 a body over ``max_body_bytes`` (default 10 MiB, ``--max-body-bytes``).
+Errors are JSON ``{"error": "<message>"}`` with a 4xx status, whatever the client sends: 400
+malformed JSON, wrong types or shapes, lists nested deeper than 32 levels, token ids outside the
+vocabulary, unknown signature; 404 unknown model, version or path; 405 wrong method; 408 a client
+that stops sending mid-request (every connection has a read timeout, default 30 s,
+``--timeout``); 411 missing ``Content-Length``; 413 a body over ``max_body_bytes`` (default 10
+MiB, ``--max-body-bytes``; the body is read and dropped first, so the client receives the answer).
+A 500 means a fault in the server, never in the request.
+
+Strings: a JSON string holding a lone UTF-16 surrogate (``"\\ud800"``, which is not a character)
+has each lone surrogate replaced by U+FFFD, so a text still gets exactly one tag per code point;
+``{"b64": ...}`` bytes that are not valid UTF-8 are decoded by the model with U+FFFD for each
+invalid sequence.
 
 The server binds 127.0.0.1 by default and serves requests on threads; the loaded concrete
 functions are safe to call concurrently. It is meant for development and small deployments: put
@@ -37,6 +46,13 @@ logger = logging.getLogger("tfner.serving")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_TIMEOUT_S = 30.0
+# Deeper nesting than any tensor input of a tfner export (or of most models) is refused with 400.
+MAX_NESTING = 32
+# A body over the limit is still read (up to this many bytes) and dropped, so that the client gets
+# the 413 answer instead of a broken pipe; beyond it the connection is closed.
+_MAX_DISCARD_BYTES = 64 * 1024 * 1024
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
@@ -102,14 +118,17 @@ class LoadedModel:
         self.signatures = {k: LoadedSignature(k, f) for k, f in self.saved_model.signatures.items()}
         if not self.signatures:
             raise ValueError(f"{path}: the SavedModel has no signatures")
+        self.vocabulary_size = _vocabulary_size(self.path)
 
-    def warm_up(self):
-        """Runs ``serving_default`` once per input shape a tfner export compiles for one text.
+    def warm_up(self, all_shapes=True):
+        """Runs ``serving_default`` on inputs of every shape the export compiles, before serving.
 
-        A ``--jit-compile`` export compiles XLA code per padded shape on first use (about 2 s for
-        the tiny encoder); this pays it for one window of every compiled length before the first
-        request (larger batches still compile on first use). A default export gets one call
-        (graph set-up). Returns ``[(characters, milliseconds)]``; other SavedModels: ``[]``.
+        A ``--jit-compile`` export compiles XLA code per padded shape (``compiled_shapes`` in
+        ``assets/tfner.json``: window lengths x rows per pass) on first use, about a second or two
+        each for a small tagger; a request that meets a new shape pays it. With ``all_shapes``
+        every (length, rows) pair is run once, so no request compiles; otherwise one window of
+        each length. A default export gets one call (graph set-up). Returns
+        ``[(characters, rows, milliseconds)]``; other SavedModels: ``[]``.
         """
         import time
 
@@ -119,15 +138,37 @@ class LoadedModel:
         signature = self.saved_model.signatures.get("serving_default")
         if not info or signature is None:
             return []
-        lengths = (info.get("compiled_shapes") or {}).get("lengths") or [16]
+        shapes = info.get("compiled_shapes") or {}
+        lengths = shapes.get("lengths") or [16]
+        rows = shapes.get("rows") or [1]
+        if not all_shapes:
+            rows = rows[:1]
         timings = []
         for length in lengths:
-            start = time.perf_counter()
-            signature(text=tf.constant(["中" * int(length)]))
-            timings.append((int(length), (time.perf_counter() - start) * 1000.0))
-        logger.info("model %s version %d warmed up: %s", self.name, self.version,
-                    ", ".join(f"{n} chars {ms:.0f} ms" for n, ms in timings))
+            for count in rows:
+                # `count` texts of `length` characters: one window each, all in one pass
+                start = time.perf_counter()
+                signature(text=tf.constant(["中" * int(length)] * int(count)))
+                timings.append((int(length), int(count), (time.perf_counter() - start) * 1000.0))
+        total = sum(t[2] for t in timings) / 1000.0
+        logger.info("model %s version %d warmed up: %d shapes in %.1f s", self.name, self.version,
+                    len(timings), total)
         return timings
+
+    def check_tokens(self, tensors):
+        """400 for token ids outside the vocabulary (clearer than the graph's own error)."""
+        ids = tensors.get("token_ids")
+        if ids is None or self.vocabulary_size is None or tf.size(ids) == 0:
+            return
+        low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+        if low < 0 or high >= self.vocabulary_size:
+            bad = low if low < 0 else high
+            raise RequestError(400, f"token_ids: id {bad} is outside the vocabulary "
+                                    f"[0, {self.vocabulary_size})")
+        mask = tensors.get("padding_mask")
+        if mask is not None and mask.shape != ids.shape:
+            raise RequestError(400, f"padding_mask has shape {mask.shape.as_list()}, token_ids "
+                                    f"{ids.shape.as_list()}: they must be equal")
 
     def metadata(self):
         return {
@@ -205,29 +246,44 @@ class ModelRepository:
 
 
 def _shape_of(value, where):
-    """The shape of a rectangular nested list (scalars: ()); raises RequestError otherwise."""
-    if isinstance(value, list):
-        if not value:
-            return (0,)
-        shapes = {_shape_of(v, where) for v in value}
-        if len(shapes) != 1:
+    """The shape of a rectangular nested list (scalars: ()); raises RequestError otherwise.
+
+    Iterative, level by level, so no nesting depth can exhaust the stack; deeper than
+    ``MAX_NESTING`` levels is refused.
+    """
+    shape = []
+    level = [value]
+    while any(isinstance(v, list) for v in level):
+        if not all(isinstance(v, list) for v in level):
+            raise RequestError(400, f"{where}: nested lists mixed with values at depth {len(shape) + 1} "
+                                    f"(not a tensor)")
+        sizes = {len(v) for v in level}
+        if len(sizes) != 1:
             raise RequestError(400, f"{where}: nested lists of different lengths (not a tensor)")
-        return (len(value),) + shapes.pop()
-    return ()
+        shape.append(sizes.pop())
+        if len(shape) > MAX_NESTING:
+            raise RequestError(400, f"{where}: lists nested deeper than {MAX_NESTING} levels")
+        if shape[-1] == 0:
+            break
+        level = [item for v in level for item in v]
+    return tuple(shape)
 
 
 def _flatten(value):
-    if isinstance(value, list):
-        for v in value:
-            yield from _flatten(v)
-    else:
-        yield value
+    """The leaves of a nested list, in order (iterative)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            yield item
 
 
 def _leaf(value, dtype, where):
     if dtype == tf.string:
         if isinstance(value, str):
-            return value.encode("utf-8", errors="surrogatepass")
+            return _LONE_SURROGATE.sub("\ufffd", value).encode("utf-8")
         if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
@@ -344,10 +400,12 @@ def predict(model, body):
         else:
             raise RequestError(400, f"inputs: the signature has several inputs {names}: give an object")
         tensors = {n: to_tensor(inputs[n], signature.inputs[n], f"inputs ({n})") for n in names}
+    if "token_ids" in tensors:
+        model.check_tokens(tensors)
     try:
         outputs = signature(tensors)
     except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
-        raise RequestError(400, error.message.split("\n")[0]) from None
+        raise RequestError(400, _graph_error_message(error.message)) from None
     outputs = {k: v.numpy() for k, v in sorted(outputs.items())}
     if "inputs" in body:
         columnar = {k: _jsonable(v) for k, v in outputs.items()}
@@ -363,6 +421,30 @@ def predict(model, body):
     return {"predictions": [{k: rows[k][i] for k in rows} for i in range(count)]}
 
 
+def _graph_error_message(message):
+    """The informative line of a TensorFlow runtime error (not "Graph execution error:")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node",
+                                                             "File ", "Stack trace", "[["))]
+    for line in useful:
+        if "assertion failed" in line.lower() or "must be" in line:
+            return line[:500]
+    return (useful or lines or ["invalid input"])[0][:500]
+
+
+def _vocabulary_size(path):
+    from tfner.export.saved_model import read_export_info
+
+    info = read_export_info(path) or {}
+    if info.get("vocabulary_size"):
+        return int(info["vocabulary_size"])
+    vocab = pathlib.Path(path) / "assets" / "vocab.txt"
+    if vocab.is_file():
+        with open(vocab, encoding="utf-8") as fh:
+            return sum(1 for _ in fh)
+    return None
+
+
 # ------------------------------------------------------------------------------------------
 # HTTP
 # ------------------------------------------------------------------------------------------
@@ -374,6 +456,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
     # client's delayed ACK add ~40 ms to every keep-alive response.
     disable_nagle_algorithm = True
+
+    def setup(self):
+        self.timeout = self.server.timeout_s  # socket read/write timeout of this connection
+        super().setup()
 
     def log_message(self, format, *args):  # noqa: A002 (BaseHTTPRequestHandler's signature)
         logger.debug("%s %s", self.address_string(), format % args)
@@ -395,6 +481,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -428,16 +516,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, predict(model, body))
         except RequestError as error:
             self._send(error.status, {"error": error.message})
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True  # the client went quiet or away: nothing to answer
         except Exception as error:  # a server fault, not the client's: answer it, keep serving
             logger.exception("internal error on %s %s", method, self.path)
             self._send(500, {"error": f"internal error: {type(error).__name__}"})
 
     def _discard_body(self):
         length = self.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) <= self.server.max_body_bytes:
-            self.rfile.read(int(length))
+        if length and length.strip().isdigit():
+            self._drain(int(length))
         elif length:
             self.close_connection = True
+
+    def _drain(self, length):
+        """Reads and drops ``length`` body bytes (bounded); closes the connection when it cannot."""
+        if length > max(self.server.max_body_bytes, _MAX_DISCARD_BYTES):
+            self.close_connection = True
+            return
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                self.close_connection = True
+                return
+            remaining -= len(chunk)
 
     def _read_json(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -449,10 +552,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise RequestError(411, "a Content-Length header is required")
         length = int(length)
         if length > self.server.max_body_bytes:
-            self.close_connection = True  # the unread body must not be parsed as a next request
+            # Read and drop the body (bounded), so the client can read the answer; then close.
+            if self.headers.get("Expect", "").lower() != "100-continue":
+                self._drain(length)
+            self.close_connection = True
             raise RequestError(413, f"request body of {length} bytes exceeds the limit of "
                                     f"{self.server.max_body_bytes} bytes")
-        data = self.rfile.read(length)
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            raise RequestError(408, f"the request body did not arrive within {self.server.timeout_s:g} s") \
+                from None
+        if len(data) < length:
+            self.close_connection = True
+            raise RequestError(400, f"the body ended after {len(data)} of {length} bytes")
         try:
             return json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -481,6 +595,8 @@ class ModelServer(http.server.ThreadingHTTPServer):
         host: interface to bind (default loopback only).
         port: TCP port; 0 picks a free one (see ``server_port``).
         max_body_bytes: largest accepted request body.
+        timeout_s: read/write timeout of each connection, so a client that stops sending cannot
+            hold a thread (an idle keep-alive connection is closed after it too).
 
     Example:
     >>> # server = ModelServer(ModelRepository("saved_models/msra"), port=8501)
@@ -490,11 +606,15 @@ class ModelServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, repository, host="127.0.0.1", port=8501, max_body_bytes=DEFAULT_MAX_BODY_BYTES):
+    def __init__(self, repository, host="127.0.0.1", port=8501, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+                 timeout_s=DEFAULT_TIMEOUT_S):
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+        if not timeout_s or timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.repository = repository
         self.max_body_bytes = int(max_body_bytes)
+        self.timeout_s = float(timeout_s)
         super().__init__((host, int(port)), _Handler)
 
     @property
@@ -514,16 +634,25 @@ def _interrupt(signum, frame):
 
 
 def serve(model_path, port=8501, host="127.0.0.1", name=None, version_policy="latest",
-          max_body_bytes=DEFAULT_MAX_BODY_BYTES, warmup=False):
+          max_body_bytes=DEFAULT_MAX_BODY_BYTES, warmup=None, timeout_s=DEFAULT_TIMEOUT_S):
     """Loads ``model_path`` and serves it until interrupted (``tfner serve``).
 
-    ``warmup``: run :meth:`LoadedModel.warm_up` on every loaded version before listening.
+    ``warmup``: run :meth:`LoadedModel.warm_up` (every compiled shape) on every loaded version
+    before listening; ``None`` (default) does so for XLA exports only, whose first request of each
+    shape would otherwise compile on the request path.
     """
     repository = ModelRepository(model_path, name=name, version_policy=version_policy)
-    if warmup:
-        for model in repository.versions.values():
+    for model in repository.versions.values():
+        from tfner.export.saved_model import read_export_info
+
+        xla = bool((read_export_info(model.path) or {}).get("jit_compile"))
+        if warmup or (warmup is None and xla):
+            if xla:
+                print(f"warming up {model.name} version {model.version}: compiling every input shape "
+                      f"of the XLA export before serving", flush=True)
             model.warm_up()
-    server = ModelServer(repository, host=host, port=port, max_body_bytes=max_body_bytes)
+    server = ModelServer(repository, host=host, port=port, max_body_bytes=max_body_bytes,
+                         timeout_s=timeout_s)
     logger.info("serving %s (versions %s) at %s/v1/models/%s", repository.name,
                 sorted(repository.versions), server.url, repository.name)
     print(f"serving {repository.name} at {server.url}/v1/models/{repository.name}", flush=True)
@@ -537,5 +666,5 @@ def serve(model_path, port=8501, host="127.0.0.1", name=None, version_policy="la
         server.server_close()
 
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "LoadedModel", "ModelRepository", "ModelServer",
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT_S", "MAX_NESTING", "LoadedModel", "ModelRepository", "ModelServer",
            "RequestError", "predict", "serve", "to_tensor"]
