@@ -10,6 +10,9 @@ Example:
 
 from tfner.encoders.backbones import AlbertEncoderBackbone
 from tfner.encoders.backbones import BertEncoderBackbone
+from tfner.encoders.checkpoints import EncoderFileError
+from tfner.encoders.download import EncoderDownloadError
+from tfner.encoders.download import download_default_encoder
 from tfner.encoders.layers import PretrainedCharEncoder
 from tfner.encoders.layers import load_word2vec_embeddings
 from tfner.encoders.loading import DEFAULT_ENCODER_NAME
@@ -27,10 +30,13 @@ __all__ = [
     "BertEncoderBackbone",
     "DEFAULT_ENCODER_NAME",
     "EncoderBundle",
+    "EncoderDownloadError",
+    "EncoderFileError",
     "HubUnavailableError",
     "PAPER_HUB_IDS",
     "PretrainedCharEncoder",
     "default_encoder_path",
+    "download_default_encoder",
     "load_encoder",
     "load_word2vec_embeddings",
     "param_count",
