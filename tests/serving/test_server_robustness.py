@@ -135,3 +135,10 @@ def test_invalid_timeout_is_refused(tiny_base):
 
     with pytest.raises(ValueError, match="timeout_s"):
         ModelServer(ModelRepository(tiny_base), port=0, timeout_s=0)
+
+
+def test_python_predictor_handles_lone_surrogates(tiny_base):
+    from tfner.export import TextPredictor
+
+    result = TextPredictor(str(tiny_base))(["王\ud800小\udc00", "明"])
+    assert [len(r["tags"]) for r in result] == [4, 1]

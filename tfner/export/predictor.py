@@ -9,12 +9,27 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+import re
 import sys
 import time
 
 import numpy as np
 
 logger = logging.getLogger("tfner.export")
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with every lone UTF-16 surrogate (not a character; e.g. from ``"\\ud800"`` in JSON or
+    a file read with ``surrogateescape``) replaced by U+FFFD, so it encodes to UTF-8 and keeps one
+    code point, hence one tag, per position.
+
+    Example:
+    >>> replace_lone_surrogates("王\ud800明")
+    '王\ufffd明'
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 class TextPredictor:
@@ -56,7 +71,8 @@ class TextPredictor:
 
     def raw(self, texts):
         """The ``serving_default`` outputs (numpy arrays) for a list of strings."""
-        outputs = self._function(text=self._tf.constant(list(texts), dtype=self._tf.string))
+        texts = [replace_lone_surrogates(t).encode("utf-8") if isinstance(t, str) else t for t in texts]
+        outputs = self._function(text=self._tf.constant(texts, dtype=self._tf.string))
         return {k: v.numpy() for k, v in outputs.items()}
 
     def __call__(self, texts):

@@ -42,6 +42,8 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from tfner.export.predictor import replace_lone_surrogates
+
 logger = logging.getLogger("tfner.serving")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -52,7 +54,6 @@ MAX_NESTING = 32
 # A body over the limit is still read (up to this many bytes) and dropped, so that the client gets
 # the 413 answer instead of a broken pipe; beyond it the connection is closed.
 _MAX_DISCARD_BYTES = 64 * 1024 * 1024
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
@@ -283,7 +284,7 @@ def _flatten(value):
 def _leaf(value, dtype, where):
     if dtype == tf.string:
         if isinstance(value, str):
-            return _LONE_SURROGATE.sub("\ufffd", value).encode("utf-8")
+            return replace_lone_surrogates(value).encode("utf-8")
         if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
