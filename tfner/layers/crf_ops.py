@@ -1,23 +1,47 @@
 """Linear-chain CRF as flat, backend-agnostic functions (``keras.ops`` only).
 
-The functions follow the semantics of tensorflow-addons ``tfa.text.crf`` so that tfa users feel at
-home: ``crf_sequence_score``, ``crf_log_norm``, ``crf_log_likelihood`` and ``crf_decode`` take the
-same arguments in the same order and return the same values. Notation used in the shapes:
-``B`` batch, ``T`` (padded) time, ``K`` number of tags; ``transition_params[i, j]`` scores tag
-``i`` followed by tag ``j``.
+This module is a drop-in for tensorflow-addons' ``tfa.text`` CRF functions (tfa is end of life
+and does not import on TF >= 2.16): every one of them exists here under the same name, with the
+same arguments in the same order and the same results. Code written for tfa runs by changing one
+import::
+
+    from tensorflow_addons import text              # before
+    from tfner.layers import crf_ops as text        # after: text.crf_log_likelihood(...) etc.
+
+    from tensorflow_addons.text import crf_decode   # before
+    from tfner.layers import crf_decode             # after (tfner.layers re-exports them all)
+
+tfa's own test suite runs against this module (``tests/layers/test_tfa_crf_port.py``). The
+functions: ``crf_sequence_score``, ``crf_unary_score``, ``crf_binary_score``,
+``crf_multitag_sequence_score``, ``crf_filtered_inputs``, ``crf_log_norm``, ``crf_forward``,
+``crf_log_likelihood``, ``crf_decode``, ``crf_constrained_decode``, ``crf_decode_forward``,
+``crf_decode_backward`` and ``viterbi_decode`` (numpy). Not ported: ``CrfDecodeForwardRnnCell``
+and ``CRFModelWrapper`` (Keras 2 classes; use ``tfner.layers.CRFDecoder``). Notation used in the
+shapes: ``B`` batch, ``T`` (padded) time, ``K`` number of tags; ``transition_params[i, j]``
+scores tag ``i`` followed by tag ``j``.
 
 Differences from tfa, all opt-in or stricter:
 
-- Every function accepts optional boundary potentials ``start_transitions`` and
+- The sequence-level functions accept optional boundary potentials ``start_transitions`` and
   ``end_transitions`` (``[K]`` each). ``start_transitions[y_0]`` is added to the score of the first
   position and ``end_transitions[y_{L-1}]`` to the score of the last real position (``L`` is the
   sequence length). With both ``None`` the results equal tfa's.
-- ``crf_log_likelihood`` never creates a variable: ``transition_params`` is required.
+- ``crf_log_likelihood`` never creates a variable: ``transition_params=None`` (tfa's default,
+  which creates an untracked random ``tf.Variable``) raises a ``ValueError``; pass the matrix, or
+  use ``tfner.layers.CRFDecoder`` for trainable transitions.
 - ``sequence_lengths`` may be ``None`` (every sequence is ``T`` long); use ``lengths_from_mask`` to
   turn a left-aligned padding mask into lengths. Lengths above ``T`` are clipped to ``T``.
 - Length-0 sequences have score 0, log-norm 0, log-likelihood 0, best score 0 and decode to all
   zeros; tags past a sequence's length are ignored when scoring and decode to tag ``0``.
-- 16-bit float inputs are computed in float32 (results are float32).
+- ``tag_indices`` with more positions than the inputs: the extra tags are ignored (as tfa does);
+  with fewer, a ``ValueError`` (inside a graph whose time axis is unknown while tracing, the
+  scores of sequences longer than the tags given are NaN): never a wrong score.
+- 16-bit float inputs are computed in float32 and the results cast back to the input dtype, as
+  tfa returns them.
+- ``crf_log_likelihood`` runs the forward algorithm relative to the gold path (see
+  ``_gold_path_shift``), so float32 rounds to a fraction of the log-likelihood rather than of
+  ``log Z``: the probabilities of all paths of tfa's test case sum to 1 within 4e-8 (tfa's own
+  tolerance is 1e-6).
 - ``crf_marginals`` (forward-backward) and ``allowed_transitions`` / ``constrain_transitions``
   (forbidden transitions of the BIO / BIOES / BIOS families) have no tfa counterpart.
 
@@ -250,7 +274,8 @@ def crf_unary_score(tag_indices, sequence_lengths, inputs):
     """Sum of the emission scores of the given tags (tfa argument order).
 
     Args:
-        tag_indices: ``[B, T]`` int tags; values past a sequence's length are ignored.
+        tag_indices: ``[B, T]`` int tags (more positions than ``inputs``: the extra ones are
+            ignored); values past a sequence's length are ignored.
         sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
         inputs: ``[B, T, K]`` emission scores.
 
@@ -299,7 +324,8 @@ def crf_sequence_score(
 
     Args:
         inputs: ``[B, T, K]`` emission scores (unary potentials).
-        tag_indices: ``[B, T]`` int tags; values past a sequence's length (padding, even -1)
+        tag_indices: ``[B, T]`` int tags (more positions than ``inputs``: the extra ones are
+            ignored); values past a sequence's length (padding, even -1)
             are ignored.
         sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
         transition_params: ``[K, K]`` transition scores ``[from, to]``.
@@ -471,10 +497,10 @@ def crf_log_likelihood(
 
     Args:
         inputs: ``[B, T, K]`` emission scores.
-        tag_indices: ``[B, T]`` int gold tags (ignored past each length).
+        tag_indices: ``[B, T]`` int gold tags (ignored past each length and past ``T``).
         sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
-        transition_params: ``[K, K]`` transition scores ``[from, to]``. Required: unlike tfa,
-            no variable is ever created here.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``. Required (``None``, tfa's
+            default, raises ``ValueError``): unlike tfa, no variable is ever created here.
         start_transitions: optional ``[K]`` scores of the first tag.
         end_transitions: optional ``[K]`` scores of the last real tag.
 
@@ -540,6 +566,7 @@ def crf_marginals(
     >>> np.asarray(m).round(2).tolist()
     [[[0.5, 0.5], [0.0, 0.0]]]
     """
+    result_dtype = _result_dtype(ops.convert_to_tensor(inputs))
     inputs, lengths, mask, trans, start, end = _prepare(
         inputs, sequence_lengths, transition_params, start_transitions, end_transitions
     )
@@ -552,7 +579,8 @@ def crf_marginals(
     # p(y_t = k) = softmax_k(alpha_t + beta_t): normalising per position rather than subtracting
     # log Z keeps float32 precise when the scores are large.
     marginals = ops.softmax(_time_major(alphas) + betas_and_emissions - inputs, axis=-1)
-    return ops.where(ops.expand_dims(mask, 2), marginals, ops.zeros_like(marginals))
+    marginals = ops.where(ops.expand_dims(mask, 2), marginals, ops.zeros_like(marginals))
+    return _cast_result(marginals, result_dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,6 +616,7 @@ def crf_decode(
     >>> np.asarray(tags).tolist(), float(score[0])
     ([[1, 0, 0]], 2.0)
     """
+    result_dtype = _result_dtype(ops.convert_to_tensor(potentials))
     inputs, lengths, mask, trans, start, end = _prepare(
         potentials, sequence_length, transition_params, start_transitions, end_transitions
     )
@@ -601,7 +630,7 @@ def crf_decode(
     tags = ops.where(mask, tags, ops.zeros_like(tags))
     best_score = ops.max(last_score, axis=1)
     best_score = ops.where(lengths > 0, best_score, ops.zeros_like(best_score))
-    return tags, best_score
+    return tags, _cast_result(best_score, result_dtype)
 
 
 # Two ways to the same Viterbi path (ties resolve to the lowest tag id in both), chosen by the
@@ -693,6 +722,280 @@ def _viterbi_recomputing_predecessors(first, xs, lengths, mask, trans, end):
     packed = ops.reshape(packed, (max_len, batch, num_tags + 1))
     _, tags = ops.scan(backward_step, last_tag, packed, reverse=True)
     return _backtrack_outputs(tags, max_len, batch), last_score
+
+
+# --------------------------------------------------------------------------------------------
+# The rest of tfa.text.crf: tag bitmaps, tfa's building blocks, numpy Viterbi
+# --------------------------------------------------------------------------------------------
+
+
+def crf_filtered_inputs(inputs, tag_bitmap):
+    """Emission scores with the tags ruled out by ``tag_bitmap`` set to ``-inf`` (as tfa).
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores.
+        tag_bitmap: ``[B, T, K]`` bool (or 0/1), true for the tags allowed at each position.
+
+    Returns:
+        ``[B, T, K]`` tensor in the dtype of ``inputs`` (float32 for integer inputs):
+        ``inputs`` where allowed, ``-inf`` elsewhere.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.array([[[1.0, 2.0], [3.0, 4.0]]], "float32")
+    >>> np.asarray(crf_filtered_inputs(x, [[[True, False], [True, True]]])).tolist()
+    [[[1.0, -inf], [3.0, 4.0]]]
+    """
+    inputs = ops.convert_to_tensor(inputs)
+    inputs = ops.cast(inputs, _result_dtype(inputs))
+    tag_bitmap = ops.cast(ops.convert_to_tensor(tag_bitmap), "bool")
+    return ops.where(tag_bitmap, inputs, ops.full_like(inputs, float("-inf")))
+
+
+def crf_multitag_sequence_score(
+    inputs,
+    tag_bitmap,
+    sequence_lengths,
+    transition_params,
+    start_transitions=None,
+    end_transitions=None,
+):
+    """Log of the summed exp-scores of all tag sequences that ``tag_bitmap`` allows (as tfa).
+
+    For partially labelled data: where an observation is consistent with several tags, all of
+    them count. ``crf_multitag_sequence_score(...) - crf_log_norm(...)`` is the log-likelihood of
+    the observation; with one-hot bitmaps it equals ``crf_sequence_score``.
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores.
+        tag_bitmap: ``[B, T, K]`` bool, true for the tags allowed at each position; ignored past
+            each sequence's length. A real position with no allowed tag gives ``-inf``.
+        sequence_lengths: ``[B]`` int lengths, or ``None`` for all ``T``.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        start_transitions: optional ``[K]`` scores of the first tag.
+        end_transitions: optional ``[K]`` scores of the last real tag.
+
+    Returns:
+        ``[B]`` scores in the dtype of ``inputs``; 0 for length 0 (tfa returns the log-sum of
+        the first position's allowed emissions there when ``T`` is 1, and 0 otherwise).
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.zeros((1, 2, 2), "float32")
+    >>> bitmap = [[[True, True], [True, False]]]  # 2 of the 4 paths
+    >>> round(float(crf_multitag_sequence_score(x, bitmap, [2], np.zeros((2, 2)))[0]), 4)
+    0.6931
+    """
+    result_dtype = _result_dtype(ops.convert_to_tensor(inputs))
+    inputs, lengths, mask, trans, start, end = _prepare(
+        inputs, sequence_lengths, transition_params, start_transitions, end_transitions
+    )
+    tag_bitmap = ops.cast(ops.convert_to_tensor(tag_bitmap), "bool")
+    # Padded positions allow every tag: they do not count, and a position without any tag
+    # would make the (discarded) forward values there NaN, and NaN gradients leak.
+    tag_bitmap = ops.logical_or(tag_bitmap, ops.logical_not(ops.expand_dims(mask, 2)))
+    filtered = ops.where(tag_bitmap, inputs, ops.full_like(inputs, float("-inf")))
+    log_norm = _log_norm(_forward_alphas(filtered, lengths, trans, start), lengths, end)
+    return _cast_result(log_norm, result_dtype)
+
+
+def crf_constrained_decode(
+    potentials,
+    tag_bitmap,
+    transition_params,
+    sequence_length,
+    start_transitions=None,
+    end_transitions=None,
+):
+    """Viterbi decoding restricted to the tags ``tag_bitmap`` allows at each position (as tfa).
+
+    Args:
+        potentials: ``[B, T, K]`` emission scores.
+        tag_bitmap: ``[B, T, K]`` bool, true for the tags allowed at each position.
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        sequence_length: ``[B]`` int lengths, or ``None`` for all ``T``.
+        start_transitions: optional ``[K]`` scores of the first tag.
+        end_transitions: optional ``[K]`` scores of the last real tag.
+
+    Returns:
+        ``(decode_tags [B, T] int32, best_score [B])`` as ``crf_decode`` on
+        ``crf_filtered_inputs(potentials, tag_bitmap)``; the best score is ``-inf`` for a
+        sequence with a real position where no tag is allowed.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.array([[[0.0, 1.0], [1.0, 0.0]]], "float32")
+    >>> tags, _ = crf_constrained_decode(x, [[[True, False], [True, True]]], np.zeros((2, 2)), [2])
+    >>> np.asarray(tags).tolist()
+    [[0, 0]]
+    """
+    return crf_decode(
+        crf_filtered_inputs(potentials, tag_bitmap),
+        transition_params,
+        sequence_length,
+        start_transitions,
+        end_transitions,
+    )
+
+
+def crf_forward(inputs, state, transition_params, sequence_lengths):
+    """tfa's forward step: the alphas at each sequence's last position.
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores of positions ``1 .. T`` (finite, padding included).
+        state: ``[B, K]`` alphas of position 0 (its emissions, plus any start scores).
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        sequence_lengths: ``[B]`` int lengths counting position 0, so at most ``T + 1``.
+
+    Returns:
+        ``[B, K]`` alphas (log-sum of the exp-scores of the prefixes ending in each tag) at
+        position ``max(length - 1, 0)``, in the dtype of ``inputs``. ``logsumexp`` over the
+        tags is the log-norm.
+
+    Example:
+    >>> import numpy as np
+    >>> alphas = crf_forward(np.zeros((1, 1, 2)), np.zeros((1, 2)), np.zeros((2, 2)), [2])
+    >>> np.asarray(alphas).round(4).tolist()  # two prefixes end in each tag
+    [[0.6931, 0.6931]]
+    """
+    inputs = ops.convert_to_tensor(inputs)
+    result_dtype = _result_dtype(inputs)
+    dtype = _compute_dtype(inputs)
+    inputs = ops.cast(inputs, dtype)
+    state = ops.cast(ops.convert_to_tensor(state), dtype)
+    trans = ops.cast(ops.convert_to_tensor(transition_params), dtype)
+    full = ops.concatenate([ops.expand_dims(state, 1), inputs], axis=1)  # [B, T + 1, K]
+    shape = ops.shape(full)
+    lengths = _lengths(sequence_lengths, shape[0], shape[1])
+    alphas = _forward_alphas(full, lengths, trans, None)
+    return _cast_result(_at_last_position(alphas, lengths), result_dtype)
+
+
+def crf_decode_forward(inputs, state, transition_params, sequence_lengths):
+    """tfa's Viterbi forward pass: back-pointers and the best scores of the last real position.
+
+    Args:
+        inputs: ``[B, T, K]`` emission scores of positions ``1 .. T``.
+        state: ``[B, K]`` best scores of position 0 (its emissions).
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+        sequence_lengths: ``[B]`` int number of real steps in ``inputs`` (tfa's ``crf_decode``
+            passes the sequence length minus one).
+
+    Returns:
+        ``(backpointers [B, T, K] int32, last_state [B, K])``: ``backpointers[b, t, j]`` is the
+        best tag before tag ``j`` at step ``t`` (0 past each length, as tfa's masked RNN);
+        ``last_state`` holds the best scores ending in each tag at the last real step (``state``
+        for length 0), in the dtype of ``inputs``. Ties resolve to the lowest tag id.
+
+    Example:
+    >>> import numpy as np
+    >>> trans = np.array([[0.0, 5.0], [0.0, 0.0]], "float32")
+    >>> bp, last = crf_decode_forward(np.zeros((1, 1, 2)), np.zeros((1, 2)), trans, [1])
+    >>> np.asarray(bp).tolist(), np.asarray(last).tolist()
+    ([[[0, 0]]], [[0.0, 5.0]])
+    """
+    inputs = ops.convert_to_tensor(inputs)
+    result_dtype = _result_dtype(inputs)
+    dtype = _compute_dtype(inputs)
+    inputs = ops.cast(inputs, dtype)
+    state = ops.cast(ops.convert_to_tensor(state), dtype)
+    trans = ops.cast(ops.convert_to_tensor(transition_params), dtype)
+    shape = ops.shape(inputs)
+    batch, max_len, num_tags = shape[0], shape[1], shape[2]
+    if inputs.shape[1] == 0:
+        return ops.zeros_like(inputs, dtype="int32"), _cast_result(state, result_dtype)
+    mask = _mask_from_lengths(_lengths(sequence_lengths, batch, max_len), max_len)
+    to_from = ops.expand_dims(ops.transpose(trans), 0)  # [1, K(to), K(from)]
+    # One scanned tensor [T, B, K + 1] (emissions, then the real-step flag), as in
+    # _viterbi_recomputing_predecessors.
+    packed = ops.concatenate([inputs, ops.expand_dims(ops.cast(mask, dtype), 2)], axis=2)
+
+    def step(carry, step_inputs):
+        score, _ = carry
+        emissions, real = step_inputs[:, :-1], step_inputs[:, -1:] > 0
+        best, backpointer = ops.top_k(ops.expand_dims(score, 1) + to_from, 1)
+        score = ops.where(real, best[..., 0] + emissions, score)
+        backpointer = ops.cast(backpointer[..., 0], "int32")
+        backpointer = ops.where(real, backpointer, ops.zeros_like(backpointer))
+        # TensorFlow's ops.scan needs outputs of the carry's structure and dtypes.
+        return (score, backpointer), (score, backpointer)
+
+    initial = (state, ops.zeros_like(state, dtype="int32"))
+    (last_state, _), (_, backpointers) = ops.scan(step, initial, _time_major(packed))
+    backpointers = ops.reshape(backpointers, (max_len, batch, num_tags))
+    return ops.transpose(backpointers, (1, 0, 2)), _cast_result(last_state, result_dtype)
+
+
+def crf_decode_backward(inputs, state):
+    """tfa's Viterbi back-tracking: follows back-pointers from a given last tag.
+
+    Args:
+        inputs: ``[B, T, K]`` int back-pointers in the order they are followed (tfa's
+            ``crf_decode`` reverses each sequence's real steps first).
+        state: ``[B, 1]`` int tag the tracking starts from.
+
+    Returns:
+        ``[B, T, 1]`` int32: the tag each step's back-pointer leads to.
+
+    Example:
+    >>> import numpy as np
+    >>> backpointers = np.array([[[1, 0], [0, 0]]], "int32")  # step 0: 0 -> 1; step 1: -> 0
+    >>> np.asarray(crf_decode_backward(backpointers, [[0]]))[..., 0].tolist()
+    [[1, 0]]
+    """
+    inputs = ops.cast(ops.convert_to_tensor(inputs), "int32")
+    state = ops.reshape(ops.cast(ops.convert_to_tensor(state), "int32"), (-1,))
+    shape = ops.shape(inputs)
+    batch, max_len = shape[0], shape[1]
+    if inputs.shape[1] == 0:
+        return ops.zeros_like(inputs[..., :1])
+
+    def step(tag, backpointers):
+        tag = ops.take_along_axis(backpointers, ops.expand_dims(tag, 1), axis=1)[:, 0]
+        return tag, tag
+
+    _, tags = ops.scan(step, state, _time_major(inputs))
+    return ops.expand_dims(_backtrack_outputs(tags, max_len, batch), 2)
+
+
+def viterbi_decode(score, transition_params):
+    """Best tag sequence of one unpadded sentence, in numpy, outside the graph (as tfa).
+
+    Args:
+        score: ``[T, K]`` emission scores (array-like; ``T >= 1``).
+        transition_params: ``[K, K]`` transition scores ``[from, to]``.
+
+    Returns:
+        ``(viterbi, viterbi_score)``: the ``T`` best tag ids as a list of ints and their score
+        (a numpy scalar in the dtype of ``score``). Ties resolve to the lowest tag id.
+
+    Example:
+    >>> import numpy as np
+    >>> tags, best = viterbi_decode(np.array([[0.0, 1.0], [1.0, 0.0]]), np.zeros((2, 2)))
+    >>> tags, float(best)
+    ([1, 0], 2.0)
+    """
+    score = np.asarray(score)
+    transition_params = np.asarray(transition_params)
+    if score.ndim != 2 or score.shape[0] == 0:
+        raise ValueError(f"score must be [seq_len >= 1, num_tags], got shape {score.shape}")
+    if transition_params.shape != (score.shape[1],) * 2:
+        raise ValueError(
+            f"transition_params must be [{score.shape[1]}, {score.shape[1]}] for "
+            f"{score.shape[1]} tags, got shape {transition_params.shape}"
+        )
+    trellis = np.zeros_like(score)
+    backpointers = np.zeros(score.shape, dtype=np.int32)
+    trellis[0] = score[0]
+    for t in range(1, score.shape[0]):
+        candidates = np.expand_dims(trellis[t - 1], 1) + transition_params  # [from, to]
+        trellis[t] = score[t] + np.max(candidates, axis=0)
+        backpointers[t] = np.argmax(candidates, axis=0)
+    viterbi = [int(np.argmax(trellis[-1]))]
+    for backpointer in backpointers[:0:-1]:
+        viterbi.append(int(backpointer[viterbi[-1]]))
+    viterbi.reverse()
+    return viterbi, np.max(trellis[-1])
 
 
 # --------------------------------------------------------------------------------------------
