@@ -1,7 +1,10 @@
-"""fit_tagger: learns, selects on dev F1, writes its files, and resumes after a kill with the
-same data order."""
+"""fit_tagger: learns, selects on dev F1, writes its files, resumes after a kill bit-identically
+(dropout included), refuses to resume a different run, refuses empty data; TrainConfig defaults."""
 
+import dataclasses
 import json
+import logging
+import sys
 
 import numpy as np
 import keras
@@ -10,7 +13,17 @@ import pytest
 from tfner.data import LabelVocabulary, TaggedSentence
 from tfner.models import build_tagger, predict_tags
 from tfner.preprocessing import CharTokenizer, encode_corpus
-from tfner.training import TrainConfig, batch_dataset, fit_tagger, make_optimizer
+from tfner.training import (
+    DEFAULT_EPOCHS_WITHOUT_DEV,
+    DEFAULT_MAX_EPOCHS,
+    RunMismatchError,
+    TrainConfig,
+    batch_dataset,
+    fit_tagger,
+    make_optimizer,
+    training_plan,
+)
+from tfner.training.trainer import resolve_verbose
 
 LABELS = LabelVocabulary.from_types(["LOC", "PER"], "BIO")
 NAMES = ["王明", "李华", "张伟"]
@@ -59,50 +72,191 @@ def test_max_steps_caps_training(tmp_path):
     assert result.steps_trained == 5
 
 
-def test_resume_after_kill_continues_with_the_same_data_order(tmp_path):
-    """Train 2 epochs in one go vs. 1 epoch, 'killed', then the same call again: same weights.
+class KillAt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt after batch `batch` of epoch `epoch` (0-based): a kill mid-epoch."""
 
-    Without dropout, so that the only randomness is the data order (dropout masks after a resume
-    come from a fresh random state: statistically, not bitwise, the same run)."""
-    train = _synthetic(40, 0)
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.kill_epoch, self.kill_batch, self.epoch = epoch, batch, None
 
-    def run(out, epochs, kill_after=None):
-        tagger, tok = _setup(seed=3, dropout=0.0)
-        corpus = encode_corpus(train, tok, LABELS)
-        config = TrainConfig(epochs=epochs, batch_size=8, head_lr=1e-2, patience=None, verbose=0,
-                             warmup_fraction=0.0)
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
-        class Kill(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if kill_after is not None and epoch + 1 == kill_after:
-                    raise KeyboardInterrupt
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == (self.kill_epoch, self.kill_batch):
+            raise KeyboardInterrupt
 
-        if kill_after is not None:
-            import tfner.training.trainer as trainer
 
-            original = keras.callbacks.CSVLogger
+class FinalWeights(keras.callbacks.Callback):
+    """Keeps the weights at the end of training (fit_tagger then loads the best dev weights)."""
 
-            class KillingCSV(original):
-                def on_epoch_end(self, epoch, logs=None):
-                    super().on_epoch_end(epoch, logs)
-                    if epoch + 1 == kill_after:
-                        raise KeyboardInterrupt
+    weights = None
 
-            trainer.keras.callbacks.CSVLogger = KillingCSV
-            try:
-                with pytest.raises(KeyboardInterrupt):
-                    fit_tagger(tagger, corpus, None, tok, config, out)
-            finally:
-                trainer.keras.callbacks.CSVLogger = original
-            tagger, tok = _setup(seed=99, dropout=0.0)  # a fresh process rebuilds the model
-        fit_tagger(tagger, corpus, None, tok, config, out)
-        return tagger
+    def on_train_end(self, logs=None):
+        self.weights = self.model.get_weights()
 
-    continuous = run(tmp_path / "a", epochs=2)
-    resumed = run(tmp_path / "b", epochs=2, kill_after=1)
-    assert json.loads((tmp_path / "b" / "backup" / "training_metadata.json").read_text())["epoch"] == 2
-    for a, b in zip(continuous.get_weights(), resumed.get_weights()):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _run(out, config, *, dropout, kill=None, train=None, dev=None, seed=3, **kwargs):
+    """fit_tagger on a freshly built model (as a new process would build it), optionally killed.
+
+    Returns `(tagger, result, weights at the end of training)`."""
+    tagger, tok = _setup(seed=seed, dropout=dropout)
+    corpus = encode_corpus(train or _synthetic(40, 0), tok, LABELS)
+    if kill is not None:
+        with pytest.raises(KeyboardInterrupt):
+            fit_tagger(tagger, corpus, dev, tok, config, out, callbacks=[KillAt(*kill)], **kwargs)
+        return tagger, None, None
+    final = FinalWeights()
+    result = fit_tagger(tagger, corpus, dev, tok, config, out, callbacks=[final], **kwargs)
+    return tagger, result, final.weights
+
+
+def test_resume_mid_epoch_with_dropout_is_bit_identical(tmp_path, monkeypatch):
+    """Uninterrupted vs. killed in the middle of epoch 2 and run again: the same weights, bit for
+    bit, with dropout 0.3; the same run resumed without the dropout RNG state is not."""
+    dev = _synthetic(12, 1)
+    config = TrainConfig(epochs=3, batch_size=8, head_lr=1e-2, patience=None, verbose=0)
+    continuous, result, final = _run(tmp_path / "a", config, dropout=0.3, dev=dev)
+    _run(tmp_path / "b", config, dropout=0.3, dev=dev, kill=(1, 2))
+    assert json.loads((tmp_path / "b" / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    resumed, resumed_result, resumed_final = _run(tmp_path / "b", config, dropout=0.3, dev=dev)
+    assert resumed_result.resumed_after_epoch == 1
+    assert resumed_result.steps_trained == result.steps_trained == 3 * 5
+    assert [h["loss"] for h in resumed_result.history] == [h["loss"] for h in result.history]
+    assert [h["val_entity_f1"] for h in resumed_result.history] == [h["val_entity_f1"] for h in result.history]
+    assert _same(final, resumed_final)
+    assert _same(continuous.get_weights(), resumed.get_weights())  # best dev weights
+    assert (tmp_path / "b" / "history.csv").read_text().count("\n") == 1 + 3
+
+    # The control: restoring weights and optimizer but not the SeedGenerator states diverges.
+    import tfner.training.resume as resume
+
+    monkeypatch.setattr(resume, "seed_state_variables", lambda model: [])
+    _run(tmp_path / "c", config, dropout=0.3, dev=dev, kill=(1, 2))
+    _, _, without_rng = _run(tmp_path / "c", config, dropout=0.3, dev=dev)
+    assert not _same(final, without_rng)
+
+
+def test_resume_keeps_early_stopping_counters_and_a_finished_run_is_not_retrained(tmp_path):
+    """Early stopping after a resume stops where the uninterrupted run stopped (its wait/best
+    counters are checkpointed); calling again on the finished run trains nothing."""
+    dev = _synthetic(12, 1)
+    config = TrainConfig(epochs=8, batch_size=8, head_lr=2e-2, crf_lr=5e-2, patience=1, verbose=0)
+    continuous, result, final = _run(tmp_path / "a", config, dropout=0.2, dev=dev)
+    stopped = len(result.history)
+    assert result.stopped_early and stopped < 8
+    _run(tmp_path / "b", config, dropout=0.2, dev=dev, kill=(stopped - 1, 1))
+    resumed, resumed_result, resumed_final = _run(tmp_path / "b", config, dropout=0.2, dev=dev)
+    assert resumed_result.resumed_after_epoch == stopped - 1
+    assert len(resumed_result.history) == stopped and resumed_result.stopped_early
+    assert resumed_result.best_dev_f1 == result.best_dev_f1
+    assert _same(final, resumed_final)
+    assert _same(continuous.get_weights(), resumed.get_weights())
+
+    again, again_result, _ = _run(tmp_path / "b", config, dropout=0.2, dev=dev)
+    assert again_result.resumed_after_epoch == stopped
+    assert again_result.steps_trained == resumed_result.steps_trained
+    assert again_result.history == resumed_result.history
+    assert _same(again.get_weights(), resumed.get_weights())  # the best dev weights of the run
+
+
+def test_rerun_with_another_configuration_is_refused_naming_the_differences(tmp_path):
+    config = TrainConfig(epochs=1, batch_size=8, head_lr=1e-2, patience=None, verbose=0)
+    _run(tmp_path, config, dropout=0.0)
+    other = dataclasses.replace(config, head_lr=5e-3, seed=7)
+    with pytest.raises(RunMismatchError) as error:
+        _run(tmp_path, other, dropout=0.0, train=_synthetic(40, 9))
+    message = str(error.value)
+    assert str(tmp_path) in message and "overwrite" in message
+    assert "head_lr (0.01 in the run, 0.005 now)" in message
+    assert "seed (42 in the run, 7 now)" in message and "training data" in message
+    with pytest.raises(RunMismatchError, match="model dropout \\(0.0 in the run, 0.3 now\\)"):
+        _run(tmp_path, config, dropout=0.3)
+    with pytest.raises(RunMismatchError, match="initial model weights"):
+        _run(tmp_path, config, dropout=0.0, seed=4)
+    with pytest.raises(RunMismatchError, match="dev data \\(none in the run, 12 sentences now\\)"):
+        _run(tmp_path, config, dropout=0.0, dev=_synthetic(12, 1))
+
+    # verbose and eval_batch_size may change: the finished run is returned as it is.
+    _, same, _ = _run(tmp_path, dataclasses.replace(config, verbose=2, eval_batch_size=7), dropout=0.0)
+    assert same.resumed_after_epoch == 1
+
+    _, fresh, _ = _run(tmp_path, other, dropout=0.0, train=_synthetic(40, 9), overwrite=True)
+    assert fresh.resumed_after_epoch == 0 and fresh.steps_trained == 5
+    stored = json.loads((tmp_path / "fingerprint.json").read_text())
+    assert stored["train_config"]["head_lr"] == 5e-3 and stored["train_config"]["seed"] == 7
+
+
+def test_run_files_without_a_fingerprint_are_not_resumed(tmp_path):
+    """A run directory of an older tfner (backup/ but no fingerprint.json) is not trusted."""
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    config = TrainConfig(epochs=1, batch_size=8, patience=None, verbose=0)
+    with pytest.raises(RunMismatchError, match="no fingerprint.json"):
+        _run(tmp_path, config, dropout=0.0)
+    _, result, _ = _run(tmp_path, config, dropout=0.0, overwrite=True)
+    assert result.steps_trained == 5 and result.resumed_after_epoch == 0
+
+
+def test_empty_training_set_and_empty_dev_set_are_refused(tmp_path, caplog):
+    tagger, tok = _setup()
+    config = TrainConfig(epochs=1, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match="training set is empty"):
+        fit_tagger(tagger, encode_corpus([], tok, LABELS), None, tok, config, tmp_path / "a")
+    blank = [TaggedSentence([], [])] * 3
+    with pytest.raises(ValueError, match="all 3 training sentences are empty"):
+        fit_tagger(tagger, encode_corpus(blank, tok, LABELS), None, tok, config, tmp_path / "b")
+    with pytest.raises(ValueError, match="dev set is empty"):
+        fit_tagger(tagger, encode_corpus(_synthetic(8, 0), tok, LABELS), [], tok, config, tmp_path / "c")
+    untagged = [TaggedSentence(list("王明在北京"), [])]
+    with pytest.raises(ValueError, match="1 dev sentence\\(s\\) have no tags"):
+        fit_tagger(tagger, encode_corpus(_synthetic(8, 0), tok, LABELS), untagged, tok, config,
+                   tmp_path / "d")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+    with caplog.at_level(logging.WARNING, logger="tfner.training"):
+        result = fit_tagger(tagger, encode_corpus(_synthetic(16, 0) + blank, tok, LABELS), None, tok,
+                            config, tmp_path / "e")
+    assert "skipped 3 empty sentence(s) (0 characters) of 19" in caplog.text
+    assert result.steps_trained == 2
+
+
+def test_default_stopping_rule_is_early_stopping_on_dev(caplog):
+    config = TrainConfig()
+    assert config.epochs is None and config.patience == 3
+    with_dev = training_plan(640, config, has_dev=True)
+    assert (with_dev.epochs, with_dev.steps_per_epoch, with_dev.early_stopping) == (DEFAULT_MAX_EPOCHS, 10, True)
+    assert with_dev.total_steps == DEFAULT_MAX_EPOCHS * 10
+    with caplog.at_level(logging.WARNING, logger="tfner.training"):
+        without = training_plan(640, config, has_dev=False)
+    assert without.epochs == DEFAULT_EPOCHS_WITHOUT_DEV and not without.early_stopping
+    assert "no dev set: early stopping is off" in caplog.text
+    # explicit values keep their meaning
+    assert training_plan(640, TrainConfig(epochs=3), has_dev=True).epochs == 3
+    assert training_plan(640, TrainConfig(max_steps=25), has_dev=True).epochs == 3
+    assert training_plan(640, TrainConfig(epochs=2, max_steps=25), has_dev=False).epochs == 2
+    with pytest.raises(ValueError, match="training set is empty"):
+        training_plan(0, config, has_dev=True)
+
+
+def test_verbose_auto_is_one_line_per_epoch_when_stdout_is_not_a_terminal(monkeypatch):
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.setattr(sys, "stdout", Stream(False))
+    assert resolve_verbose("auto") == 2 and resolve_verbose(None) == 2
+    monkeypatch.setattr(sys, "stdout", Stream(True))
+    assert resolve_verbose("auto") == 1
+    assert resolve_verbose(0) == 0 and resolve_verbose(2) == 2
+    assert TrainConfig().verbose == "auto"
 
 
 def test_batch_dataset_order_depends_only_on_seed_and_step():
@@ -124,7 +278,8 @@ def test_optimizer_groups_encoder_head_and_crf():
 
 
 def test_train_config_validation():
-    with pytest.raises(ValueError):
-        TrainConfig(epochs=0)
-    with pytest.raises(ValueError):
-        TrainConfig(head_lr=0)
+    for bad in ({"epochs": 0}, {"head_lr": 0}, {"crf_lr": -1.0}, {"batch_size": 0},
+                {"steps_per_epoch": 0}, {"warmup_fraction": 1.0}, {"patience": -1},
+                {"verbose": "loud"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
