@@ -4,6 +4,7 @@ The module-level helpers use only numpy and keras (no TensorFlow), so the JAX te
 file in a subprocess with ``KERAS_BACKEND=jax`` and run the same checks there.
 """
 
+import doctest
 import itertools
 import os
 import pathlib
@@ -165,7 +166,7 @@ def check_against_brute_force(emissions, lengths, trans, start, end, rng, refere
     np.testing.assert_allclose(log_likelihood, expected_ll, rtol=1e-5, atol=1e-3)
     owners = np.array(owners)
     for b in range(batch):
-        np.testing.assert_allclose(np_logsumexp(log_likelihood[owners == b]), 0.0, atol=1e-4)
+        np.testing.assert_allclose(np_logsumexp(log_likelihood[owners == b]), 0.0, atol=1e-6)
 
 
 def run_brute_force_suite(num_cases, seed=0):
@@ -548,6 +549,197 @@ def test_constrained_decoding_never_breaks_the_scheme(decode_strategy):
 
 
 # --------------------------------------------------------------------------------------------
+# The rest of tfa.text: tag bitmaps, tfa's building blocks, numpy Viterbi (backend-agnostic
+# checks, also run under JAX)
+# --------------------------------------------------------------------------------------------
+
+
+def random_bitmap(rng, shape):
+    """A ``[B, T, K]`` tag bitmap with at least one allowed tag at every position."""
+    bitmap = rng.random(shape) < 0.5
+    bitmap[np.arange(shape[0])[:, None], np.arange(shape[1])[None, :],
+           rng.integers(0, shape[2], size=shape[:2])] = True
+    return bitmap
+
+
+def check_multitag_and_constrained_decode(seed=0):
+    """crf_multitag_sequence_score and crf_constrained_decode against path enumeration."""
+    rng = np.random.default_rng(seed)
+    for boundary in (False, True):
+        emissions, lengths, trans, start, end = random_case(rng, 3, 4, 5, boundary, False)
+        bitmap = random_bitmap(rng, emissions.shape)
+        bitmap[1, 2:] = False  # padding of the length-1 sequence: no tag at all, ignored
+        multitag = np.asarray(
+            crf_ops.crf_multitag_sequence_score(emissions, bitmap, lengths, trans, start, end)
+        )
+        tags, best = crf_ops.crf_constrained_decode(
+            emissions, bitmap, trans, lengths, start, end
+        )
+        tags, best = np.asarray(tags), np.asarray(best)
+        for b, length in enumerate(lengths):
+            paths, scores = enumerate_paths(emissions[b], int(length), trans, start, end)
+            allowed = np.array([all(bitmap[b, t, k] for t, k in enumerate(p)) for p in paths])
+            np.testing.assert_allclose(
+                multitag[b], np_logsumexp(scores[allowed]), rtol=1e-5, atol=1e-5
+            )
+            best_allowed = int(np.flatnonzero(allowed)[np.argmax(scores[allowed])])
+            assert tags[b, :length].tolist() == list(paths[best_allowed])
+            assert (tags[b, length:] == 0).all()
+            np.testing.assert_allclose(best[b], scores[best_allowed], rtol=1e-5, atol=1e-5)
+        # One-hot bitmaps score exactly the one path.
+        gold = rng.integers(0, 3, size=emissions.shape[:2]).astype("int32")
+        one_hot = np.eye(3, dtype=bool)[gold]
+        np.testing.assert_allclose(
+            np.asarray(crf_ops.crf_multitag_sequence_score(
+                emissions, one_hot, lengths, trans, start, end)),
+            np.asarray(crf_ops.crf_sequence_score(emissions, gold, lengths, trans, start, end)),
+            rtol=1e-6, atol=1e-5,
+        )
+
+
+def check_tfa_building_blocks(seed=0):
+    """crf_forward, crf_decode_forward/backward (reassembled as tfa's crf_decode) and
+    viterbi_decode agree with crf_log_norm / crf_decode."""
+    rng = np.random.default_rng(seed)
+    # Integer scores: frequent ties, which must resolve to the lowest tag id everywhere.
+    emissions = rng.integers(-2, 3, size=(6, 5, 4)).astype("float32")
+    trans = rng.integers(-1, 2, size=(4, 4)).astype("float32")
+    lengths = np.array([5, 1, 0, 3, 5, 2], "int32")
+    state, rest = emissions[:, 0], emissions[:, 1:]
+
+    alphas = np.asarray(crf_ops.crf_forward(rest, state, trans, lengths))
+    log_norm = np.asarray(crf_ops.crf_log_norm(emissions, lengths, trans))
+    np.testing.assert_allclose(np_lse_rows(alphas)[lengths > 0], log_norm[lengths > 0], rtol=1e-6)
+    np.testing.assert_array_equal(alphas[lengths == 0], state[lengths == 0])
+
+    # tfa's crf_decode (_multi_seq_fn) built from the two halves, numpy for reverse_sequence.
+    steps = np.maximum(lengths - 1, 0)
+    backpointers, last = crf_ops.crf_decode_forward(rest, state, trans, steps)
+    backpointers, last = np.asarray(backpointers), np.asarray(last)
+    assert backpointers.dtype == np.int32 and backpointers.shape == rest.shape
+    for b, n in enumerate(steps):
+        assert (backpointers[b, n:] == 0).all()  # masked steps output 0, as tfa's masked RNN
+    reversed_bp = np_reverse_sequence(backpointers, steps)
+    last_tag = np.argmax(last, axis=1).astype("int32")[:, None]
+    back = np.asarray(crf_ops.crf_decode_backward(reversed_bp, last_tag))[..., 0]
+    tags = np_reverse_sequence(np.concatenate([last_tag, back], axis=1), lengths)
+    expected_tags, expected_best = crf_ops.crf_decode(emissions, trans, lengths)
+    expected_tags = np.asarray(expected_tags)
+    for b, length in enumerate(lengths):
+        assert tags[b, :length].tolist() == expected_tags[b, :length].tolist()
+        if length:
+            np.testing.assert_allclose(last[b].max(), np.asarray(expected_best)[b])
+            viterbi, score = crf_ops.viterbi_decode(emissions[b, :length], trans)
+            assert viterbi == expected_tags[b, :length].tolist()
+            assert viterbi == np_viterbi(emissions[b], int(length), trans)
+            np.testing.assert_allclose(score, np.asarray(expected_best)[b])
+
+
+def np_lse_rows(values):
+    top = values.max(axis=1, keepdims=True)
+    return (top + np.log(np.exp(values - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def np_reverse_sequence(values, lengths):
+    """tf.reverse_sequence along axis 1 in numpy: the first ``lengths[b]`` entries reversed."""
+    values = np.array(values)
+    for b, length in enumerate(lengths):
+        values[b, :length] = values[b, :length][::-1].copy()
+    return values
+
+
+def test_multitag_score_and_constrained_decode_match_brute_force(decode_strategy):
+    check_multitag_and_constrained_decode(seed=20)
+
+
+def test_tfa_building_blocks_reassemble_crf_decode(decode_strategy):
+    check_tfa_building_blocks(seed=21)
+
+
+def test_filtered_inputs_and_empty_bitmaps():
+    x = np.array([[[1.0, 2.0], [3.0, 4.0]]], "float16")
+    filtered = np.asarray(crf_ops.crf_filtered_inputs(x, [[[1, 0], [0, 1]]]))
+    assert filtered.dtype == np.float16
+    assert filtered.tolist() == [[[1.0, -np.inf], [-np.inf, 4.0]]]
+    # A real position with no allowed tag: no path matches, -inf (not NaN).
+    trans = np.zeros((2, 2), "float32")
+    nothing = np.zeros((1, 2, 2), bool)
+    score = crf_ops.crf_multitag_sequence_score(x.astype("float32"), nothing, [2], trans)
+    assert np.asarray(score).tolist() == [-np.inf]
+    _, best = crf_ops.crf_constrained_decode(x.astype("float32"), nothing, trans, [2])
+    assert np.asarray(best).tolist() == [-np.inf]
+
+
+def test_multitag_gradients_are_the_constrained_marginals():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(22)
+    emissions, lengths, trans, start, end = random_case(rng, 3, 4, 5, True, False)
+    bitmap = random_bitmap(rng, emissions.shape)
+    bitmap[:, -1] = False  # padded positions without any tag must not poison the gradient
+    bitmap[lengths == 4, -1, 0] = True
+    x = tf.constant(emissions)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = crf_ops.crf_multitag_sequence_score(x, bitmap, lengths, trans, start, end)
+        total = tf.reduce_sum(score)
+    gradient = tape.gradient(total, x).numpy()
+    assert np.isfinite(gradient).all()
+    for b, length in enumerate(lengths):
+        paths, scores = enumerate_paths(emissions[b], int(length), trans, start, end)
+        allowed = np.array([all(bitmap[b, t, k] for t, k in enumerate(p)) for p in paths])
+        weights = np.exp(scores[allowed] - np_logsumexp(scores[allowed]))
+        expected = np.zeros(emissions.shape[1:])
+        for path, weight in zip([p for p, a in zip(paths, allowed) if a], weights):
+            expected[np.arange(len(path)), list(path)] += weight
+        np.testing.assert_allclose(gradient[b], expected, atol=1e-5)
+
+
+def test_crf_forward_and_decode_forward_in_tf_function_with_dynamic_time():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(23)
+    emissions = rng.normal(size=(3, 6, 4)).astype("float32")
+    trans = rng.normal(size=(4, 4)).astype("float32")
+    steps = np.array([5, 0, 2], "int32")
+    spec = (tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32))
+    forward = tf.function(lambda x, s, n: crf_ops.crf_forward(x, s, trans, n), input_signature=spec)
+    decode_forward = tf.function(
+        lambda x, s, n: crf_ops.crf_decode_forward(x, s, trans, n), input_signature=spec)
+    rest, state = emissions[:, 1:], emissions[:, 0]
+    np.testing.assert_allclose(forward(rest, state, steps + 1).numpy(),
+                               np.asarray(crf_ops.crf_forward(rest, state, trans, steps + 1)))
+    graph = decode_forward(rest, state, steps)
+    eager = crf_ops.crf_decode_forward(rest, state, trans, steps)
+    np.testing.assert_array_equal(graph[0].numpy(), np.asarray(eager[0]))
+    np.testing.assert_allclose(graph[1].numpy(), np.asarray(eager[1]))
+
+
+def test_viterbi_decode_is_numpy_and_checks_its_shapes():
+    tags, score = crf_ops.viterbi_decode(np.array([[1.0, 0.0]], "float16"), np.zeros((2, 2)))
+    assert tags == [0] and isinstance(tags[0], int)
+    with pytest.raises(ValueError, match=r"score must be \[seq_len >= 1, num_tags\]"):
+        crf_ops.viterbi_decode(np.zeros((0, 3)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"transition_params must be \[3, 3\]"):
+        crf_ops.viterbi_decode(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_tfa_names_are_exported_from_tfner_layers():
+    import tfner.layers
+
+    for name in (
+        "crf_binary_score crf_constrained_decode crf_decode crf_decode_backward "
+        "crf_decode_forward crf_filtered_inputs crf_forward crf_log_likelihood crf_log_norm "
+        "crf_multitag_sequence_score crf_sequence_score crf_unary_score viterbi_decode"
+    ).split():
+        assert getattr(tfner.layers, name) is getattr(crf_ops, name), name
+
+
+def test_doctests():
+    assert doctest.testmod(crf_ops).failed == 0
+
+
+# --------------------------------------------------------------------------------------------
 # JAX backend, in a subprocess
 # --------------------------------------------------------------------------------------------
 
@@ -564,11 +756,15 @@ import types
 from tfner.layers import crf_ops
 
 # Eager JAX re-compiles every small op and scan; jit the CRF functions the checks call.
-jitted = ["crf_log_norm", "crf_decode", "crf_marginals", "crf_log_likelihood", "crf_sequence_score"]
+jitted = ["crf_log_norm", "crf_decode", "crf_marginals", "crf_log_likelihood", "crf_sequence_score",
+          "crf_multitag_sequence_score", "crf_constrained_decode", "crf_forward",
+          "crf_decode_forward", "crf_decode_backward"]
 tests.crf_ops = types.SimpleNamespace(**{
     **vars(crf_ops), **{name: jax.jit(getattr(crf_ops, name)) for name in jitted}})
 tests.run_brute_force_suite(num_cases=3, seed=10)
 tests.test_tfa_hand_computed_cases()
+tests.check_multitag_and_constrained_decode(seed=13)
+tests.check_tfa_building_blocks(seed=14)
 default_limit = crf_ops._BACKPOINTER_MAX_TAGS
 crf_ops._BACKPOINTER_MAX_TAGS = 0  # crf_decode's other back-tracking strategy, freshly jitted
 tests.crf_ops = types.SimpleNamespace(**{

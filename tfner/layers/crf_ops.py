@@ -791,11 +791,15 @@ def crf_multitag_sequence_score(
         inputs, sequence_lengths, transition_params, start_transitions, end_transitions
     )
     tag_bitmap = ops.cast(ops.convert_to_tensor(tag_bitmap), "bool")
-    # Padded positions allow every tag: they do not count, and a position without any tag
-    # would make the (discarded) forward values there NaN, and NaN gradients leak.
-    tag_bitmap = ops.logical_or(tag_bitmap, ops.logical_not(ops.expand_dims(mask, 2)))
+    # A position without any allowed tag would make the forward values NaN (and NaN gradients
+    # leak even from discarded positions): such positions allow every tag in the forward pass,
+    # and a sequence with one among its real positions scores -inf afterwards.
+    no_tag = ops.logical_not(ops.any(tag_bitmap, axis=2))  # [B, T]
+    no_path = ops.any(ops.logical_and(no_tag, mask), axis=1)  # [B]
+    tag_bitmap = ops.logical_or(tag_bitmap, ops.expand_dims(no_tag, 2))
     filtered = ops.where(tag_bitmap, inputs, ops.full_like(inputs, float("-inf")))
     log_norm = _log_norm(_forward_alphas(filtered, lengths, trans, start), lengths, end)
+    log_norm = ops.where(no_path, ops.full_like(log_norm, float("-inf")), log_norm)
     return _cast_result(log_norm, result_dtype)
 
 
