@@ -702,7 +702,9 @@ def test_crf_forward_and_decode_forward_in_tf_function_with_dynamic_time():
     emissions = rng.normal(size=(3, 6, 4)).astype("float32")
     trans = rng.normal(size=(4, 4)).astype("float32")
     steps = np.array([5, 0, 2], "int32")
-    spec = (tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32))
+    spec = (
+        tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32)
+    )
     forward = tf.function(lambda x, s, n: crf_ops.crf_forward(x, s, trans, n), input_signature=spec)
     decode_forward = tf.function(
         lambda x, s, n: crf_ops.crf_decode_forward(x, s, trans, n), input_signature=spec)

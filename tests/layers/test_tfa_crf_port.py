@@ -22,10 +22,12 @@
 # - transition_params=None, which makes tfa create a random untracked tf.Variable, is a
 #   documented difference: tfner raises ValueError (test_crf_log_likelihood,
 #   test_different_dtype check that, then run tfa's check with explicit transitions);
-# - test_crf_decode_save_load was written for Keras 2 (SavedModel directories, TF ops on
-#   symbolic tensors, tfa's RNN cell as a custom object) and is rewritten for Keras 3.
-# tfa's tolerances are kept. tfner-specific tests of the same functions (dtypes, tags longer
-# than the inputs, gradients, JAX) live in test_crf_ops.py.
+# - test_crf_decode_save_load (and its TF 2.4 skip) was written for Keras 2 (SavedModel
+#   directories, TF ops on symbolic tensors, tfa's RNN cell as a custom object) and is
+#   rewritten for Keras 3.
+# tfa's tolerances are kept. tfner-specific tests of the same functions (gradients, JAX, path
+# enumeration) live in test_crf_ops.py, those of tfa-port findings (float32 precision, dtypes,
+# tags longer than the inputs) in tests/robustness/test_crf_tfa_findings.py.
 """tensorflow-addons' CRF tests, run against tfner.layers.crf_ops."""
 
 import itertools
