@@ -196,10 +196,24 @@ def test_run_files_without_a_fingerprint_are_not_resumed(tmp_path):
     (tmp_path / "backup").mkdir()
     (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
     config = TrainConfig(epochs=1, batch_size=8, patience=None, verbose=0)
-    with pytest.raises(RunMismatchError, match="no fingerprint.json"):
+    with pytest.raises(RunMismatchError, match="without fingerprint.json"):
         _run(tmp_path, config, dropout=0.0)
     _, result, _ = _run(tmp_path, config, dropout=0.0, overwrite=True)
     assert result.steps_trained == 5 and result.resumed_after_epoch == 0
+
+
+def test_results_without_a_checkpoint_are_replaced_with_a_warning(tmp_path, caplog):
+    """Nothing to resume (e.g. a committed history.csv without its ignored backup/): a fresh run
+    replaces the old files and says so."""
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.2\n")
+    (tmp_path / "best.keras").write_text("old")
+    config = TrainConfig(epochs=1, batch_size=8, patience=None, verbose=0)
+    with caplog.at_level(logging.WARNING, logger="tfner.training"):
+        _, result, _ = _run(tmp_path, config, dropout=0.0)
+    assert "holds best.keras, history.csv of an earlier run but no checkpoint" in caplog.text
+    assert result.resumed_after_epoch == 0 and len(result.history) == 1
+    assert not (tmp_path / "best.keras").exists()  # no dev set: no best model, no stale one
+    assert (tmp_path / "history.csv").read_text().count("\n") == 2
 
 
 def test_empty_training_set_and_empty_dev_set_are_refused(tmp_path, caplog):

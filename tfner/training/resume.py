@@ -204,43 +204,51 @@ def _join(items):
 def check_run_directory(output_dir, fingerprint: dict, *, overwrite=False) -> None:
     """Makes `output_dir` ready for the run described by `fingerprint`, or refuses.
 
-    - `overwrite=True`: the run files of any previous run (`RUN_FILES`) are removed (other files in
-      the directory are left alone) and the run starts from scratch.
-    - A directory holding the same run (same fingerprint): nothing to do; `fit_tagger` resumes
-      from its checkpoint, if any.
-    - A directory holding another run, or run files without a fingerprint (an older tfner, or
-      foreign files): `RunMismatchError` naming what differs and what to do.
-    - Otherwise (new or without run files) the fingerprint is written.
+    - `overwrite=True`: the files of any previous run (`RUN_FILES`) are removed (other files in the
+      directory are left alone) and the run starts from scratch.
+    - A checkpoint (`backup/`) of the same run (same fingerprint): kept; `fit_tagger` resumes it.
+    - A checkpoint of another run, or one without a fingerprint (an older tfner): refused with
+      `RunMismatchError`, naming what differs and what to do.
+    - No checkpoint (nothing to resume: a new directory, a run killed before its first epoch
+      ended, or results without their checkpoint, e.g. committed `history.csv` files): the run
+      starts from scratch; files of an earlier run are removed, with a warning naming them.
+
+    The fingerprint is then written to `output_dir/fingerprint.json`.
     """
     output_dir = pathlib.Path(output_dir)
     path = output_dir / FINGERPRINT_FILE
+    backup = output_dir / BACKUP_DIR
+    advice = ("pass overwrite=True (tfner train --overwrite) to discard it and train from scratch, "
+              "or choose another output directory")
+    has_checkpoint = backup.is_dir() and any(backup.iterdir())
+    if has_checkpoint and not overwrite:
+        if not path.exists():
+            raise RunMismatchError(
+                f"{output_dir} holds a training checkpoint ({backup}) without {FINGERPRINT_FILE} (a "
+                f"run of an older tfner, or files of something else), so it cannot be checked "
+                f"against this run and is not resumed; {advice}")
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise RunMismatchError(f"{path}: unreadable run fingerprint ({error}); {advice}") from error
+        diffs = fingerprint_differences(stored, fingerprint)
+        if diffs:
+            raise RunMismatchError(f"{output_dir} holds a run with a different {_join(diffs)}; {advice}")
+        return
     present = [name for name in RUN_FILES if (output_dir / name).exists()]
-    if overwrite and present:
-        logger.warning("overwrite: removing the previous run's %s from %s", ", ".join(present), output_dir)
+    if present:
+        if overwrite:
+            logger.warning("overwrite: removing the previous run's %s from %s", ", ".join(present),
+                           output_dir)
+        else:
+            logger.warning("%s holds %s of an earlier run but no checkpoint to resume: starting "
+                           "from scratch and replacing them", output_dir, ", ".join(present))
         for name in present:
             target = output_dir / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             else:
                 target.unlink()
-        present = []
-    advice = ("pass overwrite=True (tfner train --overwrite) to discard it and train from scratch, "
-              "or choose another output directory")
-    if path.exists():
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise RunMismatchError(
-                f"{path}: unreadable run fingerprint ({error}); {advice}") from error
-        diffs = fingerprint_differences(stored, fingerprint)
-        if diffs:
-            raise RunMismatchError(f"{output_dir} holds a run with a different {_join(diffs)}; {advice}")
-        return
-    if present:
-        raise RunMismatchError(
-            f"{output_dir} holds training files ({', '.join(present)}) but no {FINGERPRINT_FILE} "
-            f"(a run of an older tfner, or files of something else), so resuming them cannot be "
-            f"checked against this run; {advice}")
     output_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(path, json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
 
