@@ -57,20 +57,33 @@ def cjk_font_path():
 
 
 @functools.lru_cache(maxsize=1)
-def use_cjk_font():
-    """Registers :func:`cjk_font_path` with matplotlib and makes it the fallback of the sans-serif
-    family (Latin text keeps DejaVu Sans). Returns the font's family name or None."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import font_manager, rcParams
+def _register_cjk_font():
+    from matplotlib import font_manager
 
     path = cjk_font_path()
     if path is None:
         return None
     font_manager.fontManager.addfont(path)
-    name = font_manager.FontProperties(fname=path).get_name()
-    rcParams["font.family"] = "sans-serif"
+    return font_manager.FontProperties(fname=path).get_name()
+
+
+def use_cjk_font():
+    """Registers :func:`cjk_font_path` with matplotlib (once) and makes it the per-glyph fallback
+    after DejaVu Sans (Latin text keeps DejaVu Sans). Returns the font's family name or None.
+
+    Example:
+    >>> # use_cjk_font()  -> 'Noto Sans CJK SC'; titles such as "北京" then render as glyphs
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import rcParams
+
+    name = _register_cjk_font()
+    if name is None:
+        return None
+    # A list of families (not the generic "sans-serif") turns on matplotlib's per-glyph fallback.
+    rcParams["font.family"] = ["DejaVu Sans", name]
     rcParams["font.sans-serif"] = ["DejaVu Sans", name] + [
         f for f in rcParams["font.sans-serif"] if f not in ("DejaVu Sans", name)]
     rcParams["axes.unicode_minus"] = False

@@ -37,6 +37,7 @@ class StudyData:
     corpus: str
     info: dict
     train_lengths: list  # lengths before splitting long sentences (the padding study's histogram)
+    train_unsplit: list = dataclasses.field(default_factory=list)  # train before splitting
 
 
 def _is_corpus_name(corpus):
@@ -133,7 +134,7 @@ def load_study_data(corpus="msra", *, dev_file="", test_file="", format="auto", 
         "notes": notes,
     }
     logger.info("data: %s", info)
-    return StudyData(pieces, dev, test, labels, scheme, resolved_max, label, info, lengths)
+    return StudyData(pieces, dev, test, labels, scheme, resolved_max, label, info, lengths, train)
 
 
 @dataclasses.dataclass
