@@ -261,8 +261,10 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
         config: a `TrainConfig`.
         output_dir: the run directory (created when missing).
         overwrite: remove a previous run's files from `output_dir` and start from scratch.
-        callbacks: extra Keras callbacks; they run after the dev evaluation (and see
-            `val_entity_f1` in the epoch logs) and before the epoch's checkpoint.
+        callbacks: extra Keras callbacks; they run after the dev evaluation (they see
+            `val_entity_f1` in the epoch logs, and what they add to the logs goes into the
+            history) and before best-model selection, early stopping and the epoch's
+            checkpoint. Their own state is not checkpointed.
 
     Returns:
         `TrainResult`. The tagger is left with the best dev weights when there is a dev set.
@@ -304,6 +306,8 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
             callbacks.append(EntityF1Evaluation(dev_sentences, tokenizer,
                                                 batch_size=config.eval_batch_size,
                                                 max_length=config.eval_max_length))
+        callbacks += list(callbacks_extra or ())
+        if dev_sentences is not None:
             model_checkpoint = keras.callbacks.ModelCheckpoint(
                 str(best_path), monitor="val_entity_f1", mode="max", save_best_only=True,
                 initial_value_threshold=state.best_dev_f1 if state else None, verbose=0)
@@ -313,7 +317,6 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
                     state.early_stopping if state else None, monitor="val_entity_f1", mode="max",
                     patience=config.patience, verbose=1)
                 callbacks.append(early_stopping)
-        callbacks += list(callbacks_extra or ())
         callbacks += [
             keras.callbacks.TensorBoard(str(output_dir / "tensorboard"), write_graph=False,
                                         update_freq=50),
