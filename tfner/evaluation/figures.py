@@ -170,7 +170,8 @@ def plot_transition_heatmaps(matrices, labels, path, *, title="tag transitions",
         ax.axis("off")
     for ax, (name, matrix) in zip(axes.flat, matrices.items()):
         matrix = np.asarray(matrix, dtype=float)
-        im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1e-9, float(matrix.max())))
+        top = 1.0 if 0 <= matrix.min() and matrix.max() <= 1 else max(1e-9, float(matrix.max()))
+        im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=top)
         ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(k), labels, fontsize=7)
         ax.set_xlabel("to")
@@ -181,7 +182,7 @@ def plot_transition_heatmaps(matrices, labels, path, *, title="tag transitions",
                 for j in range(k):
                     v = matrix[i, j]
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if v > 0.6 * matrix.max() else "black")
+                            color="white" if v > 0.6 * top else "black")
         if allowed is not None:
             for i, j in zip(*np.nonzero(~np.asarray(allowed, dtype=bool))):
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=0.6))

@@ -199,7 +199,8 @@ def run_variant(variant: Variant, data: StudyData, encoder, settings: TrainSetti
     Keys: ``variant`` (its fields), ``crf_lr`` / ``crf_lr_multiplier``, ``parameters``,
     ``history`` (per epoch: ``loss``, ``val_entity_f1``, ``val_token_accuracy``, ``val_loss``,
     ``val_illegal_share``, ``val_entity_f1_strict``, ``train_seconds``), ``steps_trained``,
-    ``train_seconds``, ``sequences_per_second``, ``padding_fraction``, ``best_dev_f1``, ``test``
+    ``train_seconds``, ``sequences_per_second`` (first epoch, which traces the graph, left out when
+    there are more), ``padding_fraction``, ``best_dev_f1``, ``test``
     (``f1`` / ``precision`` / ``recall`` after repair, ``f1_strict`` without, ``token_accuracy``,
     ``illegal_share``, ``per_type``), ``test_confusion``; CRF variants add ``transitions``,
     ``start_transitions`` and ``illegal_mass``.
@@ -247,7 +248,7 @@ def run_variant(variant: Variant, data: StudyData, encoder, settings: TrainSetti
         "parameters": parameter_counts(tagger),
         "history": history, "steps_trained": int(steps), "best_dev_f1": best_f1,
         "train_seconds": train_seconds, "train_wall_seconds": wall,
-        "sequences_per_second": (steps * settings.batch_size / train_seconds) if train_seconds else None,
+        "sequences_per_second": _throughput(history, steps, settings.batch_size),
         "padding_fraction": padding_fraction(corpus.lengths, plan, pad_to=variant.pad_to),
         "test": {
             "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
@@ -271,6 +272,18 @@ def run_variant(variant: Variant, data: StudyData, encoder, settings: TrainSetti
                 variant.name, variant.seed, scores["f1"], raw["entity_f1_strict"], raw["token_accuracy"],
                 raw["illegal_share"])
     return out
+
+
+def _throughput(history, steps, batch_size):
+    """Training sequences per second; the first epoch (graph tracing) is left out when there are more."""
+    seconds = [h.get("train_seconds") or 0.0 for h in history]
+    if not seconds or not steps:
+        return None
+    per_epoch = steps / len(seconds)
+    if len(seconds) > 1:
+        seconds = seconds[1:]
+    total = sum(seconds)
+    return per_epoch * len(seconds) * batch_size / total if total else None
 
 
 class _KeepBest:
