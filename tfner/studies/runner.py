@@ -327,7 +327,7 @@ def fit_fixed_padding(tagger, corpus, dev, tokenizer, config, pad_to, *, callbac
                                                  patience=config.patience))
     dataset = make_dataset(corpus, config.batch_size, seed=config.seed, bucket=False, repeat=True,
                            pad_to=pad_to)
-    fit = tagger.fit(dataset, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch, callbacks=cbs,
+    fit = tagger.fit(dataset, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch, callbacks=cbs, shuffle=False,
                      verbose=config.verbose if config.verbose != "auto" else 2)
     n = len(fit.history.get("loss", []))
     history = [{"epoch": e, **{k: float(v[e]) for k, v in fit.history.items() if e < len(v)}}
