@@ -30,7 +30,8 @@ def test_token_accuracy_counts_every_character():
 
 def test_illegal_transitions_bio():
     # O -> I-X, B-X -> I-Y, I-X -> I-Y and a leading I-X are illegal; B-X -> B-Y is not
-    assert illegal_transitions(["I-PER", "O", "I-LOC", "B-PER", "I-LOC", "I-PER", "B-LOC"], labels=LABELS) == [0, 2, 4, 5]
+    tags = ["I-PER", "O", "I-LOC", "B-PER", "I-LOC", "I-PER", "B-LOC"]
+    assert illegal_transitions(tags, labels=LABELS) == [0, 2, 4, 5]
     assert illegal_transitions(["B-PER", "I-PER", "O", "B-LOC", "B-PER"], labels=LABELS) == []
     share = illegal_sentence_share([["O", "I-PER"], ["B-PER", "I-PER"], ["O"], ["B-LOC", "I-PER", "I-LOC"]])
     assert share == {"sentences": 4, "with_illegal": 2, "share": 0.5, "transitions": 3}

@@ -196,7 +196,7 @@ def illegal_transition_mass(transitions, labels, scheme: str = "BIO", start_tran
 
     Each row of ``transitions`` (``[from, to]`` scores) is turned into ``P(to | from)`` by a softmax
     (:func:`transition_probabilities`); the mass on forbidden targets is averaged over the rows that
-    have a forbidden target (for BIO every row: ``O``, ``B-X``, ``I-X`` all forbid some ``I-Y``).
+    have a forbidden target (with BIO and two or more types every row forbids some ``I-Y``).
     0 for a sane matrix, ``(#forbidden / K)`` on average for an untrained (all-zero) one.
 
     Args:
@@ -210,7 +210,7 @@ def illegal_transition_mass(transitions, labels, scheme: str = "BIO", start_tran
 
     Example:
     >>> round(illegal_transition_mass(np.zeros((3, 3)), ["O", "B-PER", "I-PER"])["mean_row_mass"], 3)
-    0.111
+    0.333
     """
     from tfner.layers.crf_ops import allowed_transitions
 
