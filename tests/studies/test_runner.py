@@ -58,3 +58,18 @@ def test_fixed_padding_unconstrained_crf_variant(conll_files, tiny_encoder_dir, 
     k = len(data.labels.labels)
     assert len(result["transitions"]) == k and len(result["test_confusion"]["rows_true_cols_pred"]) == k
     assert set(result["test"]) >= {"f1", "f1_strict", "token_accuracy", "illegal_share"}
+
+
+@pytest.mark.slow
+def test_named_corpora_through_the_resolver(msra_data_root, shared_data, monkeypatch):
+    monkeypatch.setenv("TFNER_DATA_DIR", str(msra_data_root))
+    msra = load_study_data("msra", train_fraction=0.01, dev_size=50, test_fraction=0.01)
+    assert msra.corpus == "msra" and len(msra.dev) == 50 and len(msra.test) == 46
+    assert msra.info["notes"] == ["dev: 50 sentences held out of train"]
+    if not (shared_data / "cluener2020" / "dev.json").exists():
+        pytest.skip("CLUENER is not in ../shared/data")
+    monkeypatch.setenv("TFNER_DATA_DIR", str(shared_data))
+    cluener = load_study_data("cluener", train_fraction=0.01, dev_size=50)
+    # CLUENER's test split has no labels: its dev split is scored, dev is held out of train
+    assert cluener.scheme == "BIOS" and len(cluener.dev) == 50 and len(cluener.test) > 1000
+    assert any("no tags" in n for n in cluener.info["notes"])
