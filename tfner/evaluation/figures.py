@@ -104,11 +104,10 @@ def _pyplot():
 
 
 def _finish(fig, path, caption):
+    top = 1.0 - 0.35 / fig.get_figheight() if fig._suptitle is not None else 1.0  # room for the suptitle
     if caption:
         fig.text(0.01, 0.005, caption, fontsize=7, color="0.35", ha="left", va="bottom", wrap=True)
-        fig.tight_layout(rect=(0, 0.04, 1, 1))
-    else:
-        fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight() if caption else 0, 1, top))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
