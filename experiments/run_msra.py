@@ -79,6 +79,9 @@ class MsraArgs:
     output_dir: str = "results/msra"
     run_name: str = dataclasses.field(default="", metadata={"help": "default: derived from the arguments"})
     verbose: int = 2
+    overwrite: bool = dataclasses.field(
+        default=False, metadata={"help": "discard a different run already in the output directory "
+                                         "(otherwise refused; an identical rerun resumes or reuses it)"})
     export_dir: str = dataclasses.field(
         default="", metadata={"help": "export the first row's best model as a SavedModel here "
                                       "(e.g. saved_models/msra; a new version each run)"})
@@ -176,7 +179,7 @@ def main(argv=None):
             crf_lr=args.crf_lr, warmup_fraction=args.warmup_fraction, patience=args.patience,
             seed=args.seed, eval_max_length=max_length, verbose=args.verbose)
         start = time.perf_counter()
-        result = fit_tagger(tagger, corpus, dev, tokenizer, config, run_dir / row)
+        result = fit_tagger(tagger, corpus, dev, tokenizer, config, run_dir / row, overwrite=args.overwrite)
         train_seconds = time.perf_counter() - start
         pred = predict_tags(tagger, test, tokenizer=tokenizer, max_length=max_length)
         scores = entity_scores([s.tags for s in test], pred, scheme="BIO")
