@@ -363,17 +363,6 @@ def _quiet_tensorflow(debug):
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
-def _setup_logging(debug):
-    root = logging.getLogger("tfner")
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
-    root.addHandler(handler)
-    root.propagate = False
-
-
 def _one_line(error):
     text = str(error) if str(error) else type(error).__name__
     if isinstance(error, KeyError) and error.args:
@@ -387,7 +376,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
     _quiet_tensorflow(args.debug)
-    _setup_logging(args.debug)
+    from tfner.logs import setup_logging
+
+    setup_logging(level=logging.DEBUG if args.debug else logging.INFO)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

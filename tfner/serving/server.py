@@ -119,7 +119,10 @@ class LoadedModel:
         self.signatures = {k: LoadedSignature(k, f) for k, f in self.saved_model.signatures.items()}
         if not self.signatures:
             raise ValueError(f"{path}: the SavedModel has no signatures")
-        self.vocabulary_size = _vocabulary_size(self.path)
+        from tfner.export.saved_model import read_export_info
+
+        self.export_info = read_export_info(self.path)  # {} for a SavedModel tfner did not write
+        self.vocabulary_size = _vocabulary_size(self.path, self.export_info)
 
     def warm_up(self, all_shapes=True):
         """Runs ``serving_default`` on inputs of every shape the export compiles, before serving.
@@ -133,9 +136,7 @@ class LoadedModel:
         """
         import time
 
-        from tfner.export.saved_model import read_export_info
-
-        info = read_export_info(self.path)
+        info = self.export_info
         signature = self.saved_model.signatures.get("serving_default")
         if not info or signature is None:
             return []
@@ -433,10 +434,7 @@ def _graph_error_message(message):
     return (useful or lines or ["invalid input"])[0][:500]
 
 
-def _vocabulary_size(path):
-    from tfner.export.saved_model import read_export_info
-
-    info = read_export_info(path) or {}
+def _vocabulary_size(path, info):
     if info.get("vocabulary_size"):
         return int(info["vocabulary_size"])
     vocab = pathlib.Path(path) / "assets" / "vocab.txt"
@@ -644,9 +642,7 @@ def serve(model_path, port=8501, host="127.0.0.1", name=None, version_policy="la
     """
     repository = ModelRepository(model_path, name=name, version_policy=version_policy)
     for model in repository.versions.values():
-        from tfner.export.saved_model import read_export_info
-
-        xla = bool((read_export_info(model.path) or {}).get("jit_compile"))
+        xla = bool(model.export_info.get("jit_compile"))
         if warmup or (warmup is None and xla):
             if xla:
                 print(f"warming up {model.name} version {model.version}: compiling every input shape "

@@ -16,6 +16,8 @@ import sys
 import time
 import typing
 
+from tfner.logs import setup_logging  # noqa: F401 (re-exported: experiment scripts use it)
+
 logger = logging.getLogger("tfner.experiment")
 
 
@@ -60,21 +62,6 @@ def parse_args(cls, argv=None):
 def _base_type(kind):
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     return args[0] if args else kind
-
-
-def setup_logging(log_file=None, level=logging.INFO):
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    root = logging.getLogger("tfner")
-    root.setLevel(level)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S")
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
-    root.propagate = False
 
 
 def prepare_run_dir(output_dir, run_name, args):
