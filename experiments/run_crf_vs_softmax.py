@@ -191,14 +191,6 @@ def study_decoder(*, args, data, settings, **ctx):
         crf, soft = summary.get(f"crf ({kind})"), summary.get(f"softmax ({kind})")
         if crf and soft and crf["test_f1"]["mean"] is not None and soft["test_f1"]["mean"] is not None:
             gaps[kind] = 100 * (crf["test_f1"]["mean"] - soft["test_f1"]["mean"])
-    claims = []
-    if "embeddings" in gaps:
-        claims.append(("With pretrained embeddings only, CRF >> softmax (criterion: CRF ahead by >= 3 F1 points)",
-                       gaps["embeddings"] >= 3.0, f"gap {gaps['embeddings']:+.2f}"))
-    if "embeddings" in gaps and "full" in gaps:
-        small = abs(gaps["full"]) <= 2.0 and abs(gaps["full"]) < abs(gaps["embeddings"])
-        claims.append(("With the full pretrained encoder the gap is small (criterion: abs(gap) <= 2 points and "
-                       "smaller than with embeddings only)", small, f"gap {gaps['full']:+.2f}"))
     # data figures: label distribution, word clouds; confusion matrix of the first CRF (full) run
     from tfner.evaluation import figures
 
@@ -233,11 +225,8 @@ def study_decoder(*, args, data, settings, **ctx):
          "test token accuracy", "best dev F1", "seeds", "steps"], rows,
         notes=["mean ± std over seeds (%). 'repaired': orphan I-X read as B-X (seqeval's default reading, "
                "what tfner's predict does); 'raw, strict': entities must open with B-X (no repair). "
-               "Illegal transition: O -> I-X, B-X -> I-Y, I-X -> I-Y or a leading I-X in the raw output."],
-        claims=claims)
-    _write_study(study_dir, table, {"summary": summary, "gaps_f1_points": gaps,
-                                    "claims": [dict(claim=c, held=h, value=v) for c, h, v in claims],
-                                    "runs": results}, out)
+               "Illegal transition: O -> I-X, B-X -> I-Y, I-X -> I-Y or a leading I-X in the raw output."])
+    _write_study("decoder", study_dir, table, {"summary": summary, "gaps_f1_points": gaps, "runs": results}, out)
     return summary
 
 
@@ -418,12 +407,16 @@ def _run_study(study, variants, *, args, data, settings, encoder, encoder_label,
             "data": data}
 
 
-def _write_study(study_dir, table, metrics, out):
+def _write_study(study, study_dir, table, metrics, out):
+    from tfner.studies.claims import check_claims, claims_markdown
     from tfner.training.experiment import write_json
 
+    claims = check_claims(study, metrics)
+    if claims:
+        table += "\n## The report's claims\n\n" + claims_markdown(claims) + "\n"
     (study_dir / "table.md").write_text(table, encoding="utf-8")
     write_json(study_dir / "metrics.json", {"caption": out["caption"], "data": out["data"].info,
-                                            "encoder_note": out["note"], **metrics})
+                                            "encoder_note": out["note"], "claims": claims, **metrics})
     print(table)
 
 
@@ -436,21 +429,17 @@ def _simple_table_and_write(study, title, out, *, extra_headers=(), extra=None, 
     headers = ["variant", "test F1", "test token accuracy", "best dev F1",
                "sentences with illegal transition (%)", "steps", *extra_headers]
     table = _table(title, out["caption"], headers, rows, notes=list(notes))
-    _write_study(out["dir"], table, {"summary": out["summary"], "runs": out["results"],
+    _write_study(study, out["dir"], table, {"summary": out["summary"], "runs": out["results"],
                                      **out.get("extra_metrics", {})}, out)
     return out["summary"]
 
 
-def _table(title, cap, headers, rows, *, notes=(), claims=()):
+def _table(title, cap, headers, rows, *, notes=()):
     lines = [f"# {title}", "", cap + ".", "", "| " + " | ".join(headers) + " |",
              "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines.append("")
     lines += [n + "\n" for n in notes]
-    if claims:
-        lines += ["## The report's claims", "", "| claim | measured | held |", "| --- | --- | --- |"]
-        lines += [f"| {c} | {v} | {'held' if h else '**not held**'} |" for c, h, v in claims]
-        lines.append("")
     return "\n".join(lines)
 
 

@@ -127,6 +127,24 @@ def test_every_study_writes_tables_and_figures(tmp_path, tiny_corpus, tiny_encod
     assert next(iter(padding["runs"])).startswith(f"fixed padding {padding['pad_length']}")
     crf_lr = json.loads((run / "crf-lr" / "config.json").read_text("utf-8"))
     assert all(v["constrained"] is False for v in crf_lr["variants"])
+    # every study checks the report's claims from its own metrics
+    for study in FIGURES:
+        claims = json.loads((run / study / "metrics.json").read_text("utf-8"))["claims"]
+        assert claims and all(isinstance(c["held"], bool) for c in claims), study
+        assert "## The report's claims" in (run / study / "table.md").read_text("utf-8"), study
+
+    # the summary script puts every study's table, claims and figures into a README section
+    import summarize_crf_vs_softmax
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{summarize_crf_vs_softmax.START}\nold\n{summarize_crf_vs_softmax.END}\nrest\n", "utf-8")
+    summarize_crf_vs_softmax.main(["--results", str(tmp_path), "--readme", str(readme)])
+    text = readme.read_text("utf-8")
+    assert text.startswith("intro\n") and text.endswith("rest\n") and "\nold\n" not in text
+    assert "### Run `t`" in text and text.count("The report's claims, checked") == len(FIGURES)
+    assert '<img src="t/decoder/label_distribution.png"' in text
+    assert text.index("t/decoder/") < text.index("t/depth/") < text.index("t/padding/")
+    assert (tmp_path / "SUMMARY.md").read_text("utf-8").startswith("# Paper B studies")
 
 
 def test_paper_config_resolves(tmp_path):

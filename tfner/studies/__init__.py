@@ -6,6 +6,7 @@ Example:
 >>> # result = run_variant(Variant("crf", preset="bert-crf"), data, encoder_dir, TrainSettings(), "out/crf")
 """
 
+from tfner.studies.claims import check_claims, claims_markdown
 from tfner.studies.runner import (
     StudyData,
     TrainSettings,
@@ -16,4 +17,5 @@ from tfner.studies.runner import (
     summarize,
 )
 
-__all__ = ["StudyData", "TrainSettings", "Variant", "caption", "load_study_data", "run_variant", "summarize"]
+__all__ = ["StudyData", "TrainSettings", "Variant", "caption", "check_claims", "claims_markdown", "load_study_data",
+           "run_variant", "summarize"]
