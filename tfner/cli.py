@@ -40,7 +40,8 @@ class CliError(Exception):
 
 def _load_tensorflow(a):
     """Imports TensorFlow; without --debug its C++ start-up notices (oneDNN, CUDA drivers, which it
-    prints before its log level applies) are kept off the terminal."""
+    prints before its log level applies, and the driver probe of the first device lookup) are kept
+    off the terminal."""
     if "tensorflow" in sys.modules or getattr(a, "debug", False):
         return
     sys.stderr.flush()
@@ -48,8 +49,10 @@ def _load_tensorflow(a):
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow
         import keras  # noqa: F401
+
+        tensorflow.config.list_physical_devices()   # looks for CUDA now, so its notice is kept off too
     finally:
         os.dup2(saved, 2)
         os.close(saved)
