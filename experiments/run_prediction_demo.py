@@ -130,7 +130,7 @@ def main(argv=None):
 
 
 def render(report, texts, tag_lines, out):
-    lines = ["#### The report's prediction workflow (section 3.4), run by `experiments/run_prediction_demo.py`", ""]
+    lines = ["### The report's prediction workflow (section 3.4), run by `experiments/run_prediction_demo.py`", ""]
     scores = out / "test_scores.json"
     if scores.exists():
         s = json.loads(scores.read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from tfner.studies.claims import check_claims, claims_markdown  # noqa: E402
 
 STUDIES = ("decoder", "depth", "pretraining", "crf-lr", "padding")
+DEMO = "prediction_demo"  # experiments/run_prediction_demo.py's output folder
 START, END = "<!-- paper-b-results:start -->", "<!-- paper-b-results:end -->"
 # Figures in the order the report numbers them.
 FIGURE_ORDER = ("label_distribution", "transition_heatmaps", "dev_accuracy", "dev_f1", "train_loss", "dev_loss",
@@ -63,7 +64,7 @@ def summarize(root, *, runs=None, link_root=None, heading="##"):
     """Markdown for the given runs (default: all under ``root``), studies in the report's order."""
     root = pathlib.Path(root)
     link_root = pathlib.Path(link_root or root)
-    names = runs or sorted(p.name for p in root.iterdir() if p.is_dir())
+    names = runs or sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != DEMO)
     parts = []
     for name in names:
         run = root / name
@@ -74,6 +75,9 @@ def summarize(root, *, runs=None, link_root=None, heading="##"):
             continue
         parts.append(f"{heading} Run `{name}`\n")
         parts += [study_section(s, link_root=link_root, heading=heading + "#") for s in studies]
+    demo = root / DEMO / "demo.md"
+    if demo.exists():
+        parts.append(demo.read_text(encoding="utf-8"))
     return "\n".join(parts)
 
 
