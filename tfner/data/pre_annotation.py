@@ -25,8 +25,10 @@ POS raises :class:`PreAnnotationError` listing the types, unless ``unknown_type_
 Also here: the targets of the label-consistency loss (:func:`consistency_targets`), the
 three-layer corpus file (:func:`write_multitask_corpus`, :func:`read_multitask_corpus`), the cache
 of pre-annotations per corpus and tagger version (:func:`pre_annotate_corpus`), Weibo's type
-mapping (:func:`map_weibo_types`) and the agreement of a tagger's segmentation with Weibo's human
-word positions (:func:`segmentation_agreement`).
+mapping (:func:`map_weibo_types`) and the agreement of a tagger's segmentation with the word
+positions of Weibo's ``weiboNER_2nd_conll`` files (:func:`segmentation_agreement`). Those digits
+agree with jieba's dictionary segmentation on 99.99 % of their word boundaries (Weibo train), so
+they are most likely an automatic segmentation, not a human one.
 """
 
 from __future__ import annotations
@@ -1010,12 +1012,12 @@ def read_multitask_corpus(path, *, ner_scheme: str | None = "BIO", cws_scheme: s
     return sentences
 
 
-# --- agreement with a human segmentation (Weibo) -----------------------------------------------
+# --- agreement with a reference segmentation (Weibo) -------------------------------------------
 
 
 @dataclasses.dataclass
 class SegmentationAgreement:
-    """How a tagger's segmentation agrees with a reference (human) segmentation.
+    """How a tagger's segmentation agrees with a reference segmentation.
 
     Word scores count words with the same span (the SIGHAN measure); boundary scores count the
     boundaries between characters inside a sentence (its start and end always agree). Precision is
@@ -1095,7 +1097,7 @@ def reference_word_starts(positions) -> tuple:
 def segmentation_agreement(sentences, *, tagger="jieba", hmm: bool = True,
                            reference_feature: str = "word_position", corrected: bool = False,
                            ner_scheme: str | None = None, tagger_id: str | None = None) -> SegmentationAgreement:
-    """Compares a tagger's segmentation with a human one stored per character (Weibo's digits).
+    """Compares a tagger's segmentation with a reference one stored per character (Weibo's digits).
 
     Args:
         sentences: ``TaggedSentence`` objects with ``features[reference_feature]`` (the word
