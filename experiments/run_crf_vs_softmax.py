@@ -24,7 +24,9 @@ figures, and per variant a training directory under runs/):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -165,6 +167,7 @@ def main(argv=None):
                settings=settings, num_layers=args.encoder_layers or int(bundle.backbone.num_layers), run_dir=run_dir)
     del bundle
     results = {}
+    _TRAINED.clear()
     for study in args.study_list():
         results[study] = STUDY_FUNCTIONS[study](**ctx)
     logger.info("wrote %s", run_dir)
@@ -236,7 +239,7 @@ def study_depth(*, args, data, settings, num_layers, **ctx):
 
     layers = args.layer_list() or list(range(1, num_layers + 1))
     variants = [_variant(args, f"{k} layer{'s' if k > 1 else ''}", args.study_preset, num_layers=k) for k in layers]
-    out = _run_study("depth", variants, args=args, data=data, settings=settings, **ctx)
+    out = _run_study("depth", variants, args=args, data=data, settings=settings, num_layers=num_layers, **ctx)
     series = {n: [r["history"] for r in rs] for n, rs in out["results"].items()}
     cap, d = out["caption"], out["dir"]
     figures.plot_curves(series, "val_token_accuracy", "dev token accuracy (%)", d / "dev_accuracy.png", scale=100,
@@ -369,7 +372,25 @@ def _variant(args, name, preset, seed=None, **kw):
     return Variant(name=name, preset=preset, seed=args.seed_list()[0] if seed is None else seed, **kw)
 
 
-def _run_study(study, variants, *, args, data, settings, encoder, encoder_label, note, run_dir, **_):
+# Models trained so far in this process: key -> (where, result). The decoder study's "crf (full)",
+# depth's k = L and pretraining's "pretrained encoder" are one model; it is trained once.
+_TRAINED = {}
+
+
+def _variant_key(variant, settings, data, num_layers):
+    fields = dataclasses.asdict(variant)
+    fields.pop("name")
+    if fields["num_layers"] == num_layers:
+        fields["num_layers"] = None
+    if fields["crf_lr_multiplier"] is None:
+        fields["crf_lr_multiplier"] = settings.crf_lr_multiplier
+    if not variant.preset.endswith("crf"):
+        fields["crf_lr_multiplier"] = fields["constrained"] = None
+    return json.dumps([fields, dataclasses.asdict(settings), id(data)], sort_keys=True, default=str)
+
+
+def _run_study(study, variants, *, args, data, settings, encoder, encoder_label, note, run_dir, num_layers,
+               **_):
     from tfner.studies import caption, run_variant, summarize
     from tfner.training.experiment import environment, write_json
 
@@ -378,9 +399,18 @@ def _run_study(study, variants, *, args, data, settings, encoder, encoder_label,
     logger.info("##### study %s: %d variant(s) #####", study, len(variants))
     results = {}
     for v in variants:
+        key = _variant_key(v, settings, data, num_layers)
+        if key in _TRAINED:
+            # the same model on the same data was trained by an earlier study of this run: reuse it
+            where, r = _TRAINED[key]
+            r = {**copy.deepcopy(r), "variant": dataclasses.asdict(v), "reused_from": where}
+            logger.info("%s (seed %d): the same model as %s, reused", v.name, v.seed, where)
+            results.setdefault(v.name, []).append(r)
+            continue
         train_dir = study_dir / "runs" / f"{_slug(v.name)}_s{v.seed}"
         r = run_variant(v, data, encoder, settings, train_dir, overwrite=args.overwrite)
         r["encoder"] = encoder_label
+        _TRAINED[key] = (f"{study}: {v.name}, seed {v.seed}", r)
         results.setdefault(v.name, []).append(r)
         if not args.keep_checkpoints:
             shutil.rmtree(train_dir / "backup", ignore_errors=True)
@@ -394,6 +424,7 @@ def _run_study(study, variants, *, args, data, settings, encoder, encoder_label,
                for k in ("f1", "f1_strict", "token_accuracy", "illegal_share", "precision", "recall")},
             "best_dev_f1": summarize([r["best_dev_f1"] for r in rs]),
             "sequences_per_second": summarize([r["sequences_per_second"] for r in rs]),
+            "reused_from": [r["reused_from"] for r in rs if r.get("reused_from")],
         }
     steps = sorted({s for s in (r["steps_trained"] for rs in results.values() for r in rs)})
     cap = caption(data, encoder_label, settings, steps=steps[0] if len(steps) == 1 else
@@ -423,7 +454,8 @@ def _write_study(study, study_dir, table, metrics, out):
 def _simple_table_and_write(study, title, out, *, extra_headers=(), extra=None, notes=()):
     rows = []
     for name, s in out["summary"].items():
-        rows.append([name, _pm(s["test_f1"]), _pm(s["test_token_accuracy"]), _pm(s["best_dev_f1"]),
+        shown = f"{name} (same model as {s['reused_from'][0]})" if s.get("reused_from") else name
+        rows.append([shown, _pm(s["test_f1"]), _pm(s["test_token_accuracy"]), _pm(s["best_dev_f1"]),
                      _pm(s["test_illegal_share"]), _steps(s["steps"]),
                      *(extra or {}).get(name, [])])
     headers = ["variant", "test F1", "test token accuracy", "best dev F1",

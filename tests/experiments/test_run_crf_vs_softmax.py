@@ -122,6 +122,11 @@ def test_every_study_writes_tables_and_figures(tmp_path, tiny_corpus, tiny_encod
     assert set(results["pretraining"]) == {"pretrained encoder", "pretrained embeddings only", "random init"}
     assert set(results["crf-lr"]) == {"CRF lr 1x", "CRF lr 10x", "CRF lr 100x", "CRF lr 1000x"}
     assert results["decoder"]["crf (full)"]["runs"] == 2
+    # one model, trained once: decoder's "crf (full)" seed 1 = depth's full depth = pretraining's full encoder
+    assert results["depth"]["2 layers"]["reused_from"] == ["decoder: crf (full), seed 1"]
+    assert results["pretraining"]["pretrained encoder"]["reused_from"] == ["decoder: crf (full), seed 1"]
+    assert results["depth"]["1 layer"]["reused_from"] == [] and results["crf-lr"]["CRF lr 10x"]["reused_from"] == []
+    assert "same model as decoder: crf (full), seed 1" in (tmp_path / "t" / "depth" / "table.md").read_text("utf-8")
     padding = json.loads((run / "padding" / "metrics.json").read_text("utf-8"))
     assert padding["pad_length"] % 10 == 0 and 0 < padding["share_within_pad"] <= 1
     assert next(iter(padding["runs"])).startswith(f"fixed padding {padding['pad_length']}")
