@@ -12,3 +12,8 @@ def predict_tags(*args, **kwargs):
     from tfner.models.predict import predict_tags as _predict_tags
 
     return _predict_tags(*args, **kwargs)
+
+# Paper C: the multi-task tagger (NER + CWS + POS heads, label-consistency loss).
+from tfner.models.multitask import MultiTaskTagger, build_multitask_tagger  # noqa: E402
+
+__all__ += ["MultiTaskTagger", "build_multitask_tagger"]

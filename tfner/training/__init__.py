@@ -21,3 +21,25 @@ __all__ = ["GroupedAdamW", "WarmupLinearDecay", "EntityF1Evaluation", "EpochTime
            "TrainResult", "TrainingPlan", "RunMismatchError", "DEFAULT_MAX_EPOCHS",
            "DEFAULT_EPOCHS_WITHOUT_DEV", "batch_dataset", "fit_tagger", "make_optimizer",
            "training_plan"]
+
+# Paper C: multi-task training (per-task learning rates, multi-task batches, DWA).
+from tfner.training.dwa import DynamicWeightAveraging, dwa_weights  # noqa: E402
+from tfner.training.multitask import (  # noqa: E402
+    PAPER_LEARNING_RATES,
+    MultiTaskConfig,
+    MultiTaskCorpus,
+    MultiTaskResult,
+    NERDevEvaluation,
+    encode_multitask_corpus,
+    fit_multitask,
+    make_multitask_optimizer,
+    multitask_batch,
+    multitask_dataset,
+    paper_gradient_scales,
+    task_labels_from_sentences,
+)
+
+__all__ += ["DynamicWeightAveraging", "dwa_weights", "PAPER_LEARNING_RATES", "MultiTaskConfig",
+            "MultiTaskCorpus", "MultiTaskResult", "NERDevEvaluation", "encode_multitask_corpus",
+            "fit_multitask", "make_multitask_optimizer", "multitask_batch", "multitask_dataset",
+            "paper_gradient_scales", "task_labels_from_sentences"]
