@@ -31,7 +31,8 @@ from tfner.memory.model import (
     memory_inputs,
     predict_memory_tags,
 )
-from tfner.memory.serving import MemoryIndex, MemoryPredictor, export_memory_saved_model
+from tfner.memory.serving import (MemoryIndex, MemoryPredictor, category_retriever,
+                                  export_memory_saved_model)
 from tfner.preprocessing import CharTokenizer
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + list("王明李书在京读。")
@@ -359,6 +360,34 @@ def test_memory_predictor_round_trip(model, tmp_path):
     loaded = MemoryPredictor.load(tmp_path / "predictor", retriever=FakeRetriever(), pos_tagger=fake_pos)
     assert loaded.index == index
     assert loaded.predict(texts) == tags
+
+
+def test_memory_predictor_defaults_come_from_the_selection_module(model):
+    from tfner.memory.selection import pos_tags, select_by_pos_edit_distance
+
+    index = MemoryIndex.from_sentences(TRAIN, pos_tags)  # jieba
+    predictor = MemoryPredictor(model, index, num_memories=2)
+    texts = ["王在京读书", "李读书"]
+    expected = select_by_pos_edit_distance([pos_tags(t) for t in texts], index.pos, n=2)
+    np.testing.assert_array_equal(predictor.retrieve(texts), expected)
+    assert [len(t) for t in predictor.predict(texts)] == [5, 3]
+
+
+def test_category_retriever_ranks_the_index_by_predicted_categories(model):
+    from tfner.memory.selection import select_by_category_distance
+
+    keras.utils.set_random_seed(0)
+    classifier = EntityCategoryClassifier("char", categories=LABELS.types, vocabulary=VOCAB,
+                                          context_units=4, embedding_dim=6)
+    classifier.get_layer("categories").bias.assign([5.0, -5.0])  # always "book", never "name"
+    index = MemoryIndex.from_sentences(TRAIN)  # no POS needed
+    predictor = MemoryPredictor(model, index, retriever=category_retriever(classifier), num_memories=2)
+    indices = predictor.retrieve(["王在京读书", "李"])
+    gold = np.array([[True, True], [False, True], [True, True], [True, True]])  # book, name
+    expected = select_by_category_distance(np.array([[True, False]] * 2), gold, n=2)
+    np.testing.assert_array_equal(indices, expected)
+    assert indices.tolist() == [[0, 2], [0, 2]]  # hold "book", fewest categories, lowest index
+    assert [len(t) for t in predictor.predict(["李"])] == [1]
 
 
 def test_saved_model_takes_precomputed_memories(model, tmp_path):

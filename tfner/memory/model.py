@@ -871,9 +871,9 @@ def fit_category_classifier(classifier, sentences, tokenizer=None, config=None, 
     extra = list(callbacks or ())
     if dev_sentences is not None:
         extra.insert(0, _CategoryF1Evaluation(dev_sentences, tokenizer, scheme, config.eval_batch_size))
+    capped = config.steps_per_epoch is not None or config.max_steps is not None
     return classifier.fit(x, y, batch_size=config.batch_size, epochs=plan.epochs,
-                          steps_per_epoch=None if config.steps_per_epoch is None and not config.max_steps
-                          else plan.steps_per_epoch,
+                          steps_per_epoch=plan.steps_per_epoch if capped else None,
                           shuffle=True, callbacks=extra, verbose=resolve_verbose(config.verbose))
 
 

@@ -149,38 +149,61 @@ class MemoryIndex:
 
 
 def default_pos_tagger():
-    """The POS tagger of ``tfner.memory.selection`` (jieba), imported when first needed."""
+    """``tfner.memory.selection.pos_tags`` (jieba), imported when first needed."""
     try:
-        from tfner.memory import selection
+        from tfner.memory.selection import pos_tags
     except ImportError as error:
         raise ImportError("tfner.memory.selection is not available: pass pos_tagger=callable "
                           "(text -> list of POS tags)") from error
-    for name in ("pos_tags", "pos_tag", "pos_sequence"):
-        function = getattr(selection, name, None)
-        if callable(function):
-            return function
-    raise ImportError("tfner.memory.selection has no POS tagging function: pass pos_tagger=callable")
+    return pos_tags
 
 
 def default_retriever():
-    """An edit-distance retriever over POS sequences from ``tfner.memory.selection``.
+    """Edit distance between POS sequences (``tfner.memory.selection.select_by_pos_edit_distance``).
 
     Returns ``retrieve(texts, pos, index, n) -> int [len(texts), n]``.
     """
     try:
-        from tfner.memory import selection
+        from tfner.memory.selection import select_by_pos_edit_distance
     except ImportError as error:
         raise ImportError("tfner.memory.selection is not available: pass retriever=callable "
                           "(texts, pos, index, n) -> int array [len(texts), n]") from error
-    function = getattr(selection, "select_by_pos_edit_distance", None)
-    if not callable(function):
-        raise ImportError("tfner.memory.selection has no select_by_pos_edit_distance: pass "
-                          "retriever=callable")
 
     def retrieve(texts, pos, index, n):
         if index.pos is None:
             raise ValueError("the memory index has no POS sequences (build it with a pos_tagger)")
-        return function(pos, index.pos, n=n)
+        return select_by_pos_edit_distance(pos, index.pos, n=n)
+
+    return retrieve
+
+
+def category_retriever(classifier, tokenizer=None, *, threshold=None, scheme="BIOS"):
+    """Entity-category distance with predicted categories (the paper's "category (pred)" row).
+
+    The ``EntityCategoryClassifier`` predicts the categories of each text; the index's sentences
+    are ranked by ``tfner.memory.selection.select_by_category_distance`` on their gold
+    categories. Needs no POS sequences.
+
+    Returns:
+        ``retrieve(texts, pos, index, n) -> int [len(texts), n]`` for :class:`MemoryPredictor`.
+
+    Example:
+    >>> # predictor = MemoryPredictor(model, index, retriever=category_retriever(classifier))
+    """
+    from tfner.memory.model import predict_categories
+    from tfner.memory.selection import (category_matrix, select_by_category_distance,
+                                        sentence_category_sets)
+
+    categories = list(classifier.categories)
+    cached = {}
+
+    def retrieve(texts, pos, index, n):
+        if cached.get("index") is not index:
+            cached["index"] = index
+            cached["memory"] = category_matrix(sentence_category_sets(index.sentences(), scheme),
+                                               categories)
+        predicted = predict_categories(classifier, list(texts), tokenizer, threshold=threshold)
+        return select_by_category_distance(category_matrix(predicted, categories), cached["memory"], n=n)
 
     return retrieve
 
