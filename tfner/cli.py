@@ -123,8 +123,19 @@ def cmd_train(a):
     elif a.vocab:
         logger.warning("--vocab is only used by character presets; %s takes the encoder's vocabulary",
                        a.preset)
+    encoder = a.encoder
+    if PRESETS[a.preset]["encoder"] is not None and not encoder:
+        from tfner.encoders import default_encoder_path
+
+        try:
+            encoder = str(default_encoder_path())
+        except FileNotFoundError as error:
+            raise CliError(f"preset {a.preset} needs an encoder: pass --encoder (a Hugging Face directory, a "
+                           f"TF1 checkpoint directory or a hub id); the default offline encoder is not "
+                           f"available: {error}") from None
+        logger.info("encoder: %s (the default; --encoder to choose another)", encoder)
     tagger, tokenizer = build_tagger(
-        a.preset, labels=labels.labels, encoder=a.encoder, vocabulary=vocabulary,
+        a.preset, labels=labels.labels, encoder=encoder, vocabulary=vocabulary,
         context_units=a.context_units, dropout=a.dropout, scheme=scheme)
     train, _ = split_long_sentences(train, a.max_length)
     config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, max_steps=a.max_steps,

@@ -88,3 +88,4 @@ def test_claims_markdown():
     text = claims_markdown([{"claim": "a", "measured": "1", "held": True},
                             {"claim": "b", "measured": "2", "held": False}])
     assert "| a | 1 | held |" in text and "| b | 2 | **not held** |" in text
+    assert "| x \\| y | 1 | held |" in claims_markdown([{"claim": "x | y", "measured": "1", "held": True}])

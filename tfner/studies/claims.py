@@ -55,13 +55,13 @@ def decoder_claims(metrics) -> list:
             gaps["embeddings"] >= CRF_FAR_AHEAD_POINTS, f"CRF - softmax = {gaps['embeddings']:+.2f}"))
     if "embeddings" in gaps and "full" in gaps:
         claims.append(_claim(
-            f"With the full pretrained encoder the gap is small (criterion: |CRF - softmax| <= "
+            f"With the full pretrained encoder the gap is small (criterion: abs(CRF - softmax) <= "
             f"{SMALL_GAP_POINTS:g} points and smaller than with embeddings only)",
             abs(gaps["full"]) <= SMALL_GAP_POINTS and abs(gaps["full"]) < abs(gaps["embeddings"]),
             f"CRF - softmax = {gaps['full']:+.2f}"))
     elif "full" in gaps:
         claims.append(_claim(
-            f"With the full pretrained encoder the gap is small (criterion: |CRF - softmax| <= "
+            f"With the full pretrained encoder the gap is small (criterion: abs(CRF - softmax) <= "
             f"{SMALL_GAP_POINTS:g} points)", abs(gaps["full"]) <= SMALL_GAP_POINTS,
             f"CRF - softmax = {gaps['full']:+.2f}"))
     return claims
@@ -162,7 +162,7 @@ def padding_claims(metrics) -> list:
         if sf and sb and ff is not None and fb is not None:
             claims.append(_claim(
                 f"(tfner) Length buckets train faster than fixed padding at the same F1 (criterion: higher "
-                f"throughput and |F1 difference| <= {PADDING_SAME_F1_POINTS:g} point)",
+                f"throughput and abs(F1 difference) <= {PADDING_SAME_F1_POINTS:g} point)",
                 sb > sf and abs(100 * (fb - ff)) <= PADDING_SAME_F1_POINTS,
                 f"{sb / sf:.2f}x the sequences/s; F1 {100 * fb:.2f} vs {100 * ff:.2f}"))
     return claims
@@ -189,5 +189,7 @@ def claims_markdown(claims) -> str:
     if not claims:
         return ""
     lines = ["| claim | measured | verdict |", "| --- | --- | --- |"]
-    lines += [f"| {c['claim']} | {c['measured']} | {'held' if c['held'] else '**not held**'} |" for c in claims]
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731  (a "|" would end the cell)
+    lines += [f"| {cell(c['claim'])} | {cell(c['measured'])} | {'held' if c['held'] else '**not held**'} |"
+              for c in claims]
     return "\n".join(lines)
