@@ -1317,19 +1317,9 @@ def make_representation(encoder=None, vocabulary=None, *, num_layers=None, rando
             raise ValueError("a character model needs `vocabulary` (e.g. CharTokenizer.from_corpus(...)"
                              ".vocabulary)")
         return "char", CharTokenizer(vocabulary)
-    from tfner.encoders import EncoderBundle, PretrainedCharEncoder, load_encoder
+    from tfner.models.presets import pretrained_representation
 
-    bundle = encoder if isinstance(encoder, EncoderBundle) else load_encoder(
-        encoder, num_layers=num_layers, random_init=random_init)
-    if vocabulary is not None:
-        tokenizer = CharTokenizer(vocabulary)
-    elif bundle.vocab_path is not None:
-        tokenizer = CharTokenizer.from_vocab_file(bundle.vocab_path)
-    else:
-        raise ValueError(f"encoder {bundle.source} has no vocab.txt: pass `vocabulary`")
-    logger.info("encoder: %s", bundle.source)
-    return PretrainedCharEncoder(bundle.backbone, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
-                                 pad_id=tokenizer.pad_id, name="encoder"), tokenizer
+    return pretrained_representation(encoder, vocabulary, num_layers=num_layers, random_init=random_init)
 
 
 def build_memory_tagger(labels, *, encoder=None, vocabulary=None, label_embeddings=None,

@@ -575,19 +575,10 @@ def build_multitask_tagger(tasks, *, encoder=None, vocabulary=None, num_layers=N
         tokenizer = CharTokenizer(vocabulary)
         representation = "char"
     else:
-        from tfner.encoders import EncoderBundle, PretrainedCharEncoder, load_encoder
+        from tfner.models.presets import pretrained_representation
 
-        bundle = encoder if isinstance(encoder, EncoderBundle) else load_encoder(
-            encoder, num_layers=num_layers, random_init=random_init)
-        if vocabulary is None:
-            if bundle.vocab_path is None:
-                raise ValueError(f"encoder {bundle.source} has no vocab.txt: pass `vocabulary`")
-            tokenizer = CharTokenizer.from_vocab_file(bundle.vocab_path)
-        else:
-            tokenizer = CharTokenizer(vocabulary)
-        representation = PretrainedCharEncoder(
-            bundle.backbone, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
-            pad_id=tokenizer.pad_id, name="encoder")
+        representation, tokenizer = pretrained_representation(
+            encoder, vocabulary, num_layers=num_layers, random_init=random_init)
     model = MultiTaskTagger(representation, tasks=tasks, vocabulary=tokenizer.vocabulary,
                             name=name, **kwargs)
     return model, tokenizer

@@ -30,6 +30,37 @@ PRESETS = {
 }
 
 
+def pretrained_representation(encoder, vocabulary=None, *, num_layers=None, embeddings_only=False,
+                              random_init=False):
+    """A pretrained encoder as a tagger's representation layer, with its tokenizer.
+
+    Args:
+        encoder: anything `tfner.encoders.load_encoder` accepts, or an `EncoderBundle`.
+        vocabulary: the character tokens; default: the encoder's vocab.txt.
+        num_layers, embeddings_only, random_init: passed to `load_encoder` (paper B's studies).
+
+    Returns:
+        `(PretrainedCharEncoder, CharTokenizer)`.
+
+    Example:
+    >>> # layer, tokenizer = pretrained_representation("../shared/encoders/tiny-bert-zh-L2-H128")
+    """
+    from tfner.encoders import EncoderBundle, PretrainedCharEncoder, load_encoder
+    from tfner.preprocessing import CharTokenizer
+
+    bundle = encoder if isinstance(encoder, EncoderBundle) else load_encoder(
+        encoder, num_layers=num_layers, embeddings_only=embeddings_only, random_init=random_init)
+    if vocabulary is None:
+        if bundle.vocab_path is None:
+            raise ValueError(f"encoder {bundle.source} has no vocab.txt: pass `vocabulary`")
+        tokenizer = CharTokenizer.from_vocab_file(bundle.vocab_path)
+    else:
+        tokenizer = CharTokenizer(vocabulary)
+    logger.info("encoder: %s", bundle.source)
+    return PretrainedCharEncoder(bundle.backbone, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
+                                 pad_id=tokenizer.pad_id, name="encoder"), tokenizer
+
+
 def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=None,
                  decoder=None, context_units=128, context_layers=1, embedding_dim=128,
                  embedding_matrix=None, dropout=0.1, scheme="BIO", constrained=True,
@@ -65,22 +96,10 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
     context = spec["context"] if context is None else (None if context == "none" else context)
     decoder = decoder or spec["decoder"]
     if spec["encoder"] is not None:
-        from tfner.encoders import EncoderBundle, PretrainedCharEncoder, load_encoder
-
         if encoder is None:
             raise ValueError(f"preset {preset!r} needs an `encoder` (path, hub id or config.json)")
-        bundle = encoder if isinstance(encoder, EncoderBundle) else load_encoder(
-            encoder, num_layers=num_layers, embeddings_only=embeddings_only, random_init=random_init)
-        if vocabulary is None:
-            if bundle.vocab_path is None:
-                raise ValueError(f"encoder {bundle.source} has no vocab.txt: pass `vocabulary`")
-            tokenizer = CharTokenizer.from_vocab_file(bundle.vocab_path)
-        else:
-            tokenizer = CharTokenizer(vocabulary)
-        representation = PretrainedCharEncoder(
-            bundle.backbone, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
-            pad_id=tokenizer.pad_id, name="encoder")
-        logger.info("encoder: %s", bundle.source)
+        representation, tokenizer = pretrained_representation(
+            encoder, vocabulary, num_layers=num_layers, embeddings_only=embeddings_only, random_init=random_init)
     else:
         if vocabulary is None:
             raise ValueError("character presets need `vocabulary` (e.g. a BERT vocab.txt's tokens "
