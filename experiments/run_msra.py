@@ -67,9 +67,13 @@ class MsraArgs:
     encoder_lr: float = dataclasses.field(default=2e-5, metadata={"help": "paper: 2e-5"})
     head_lr: float = dataclasses.field(default=1e-3, metadata={"help": "BiLSTM / embeddings / emissions"})
     crf_lr: float | None = dataclasses.field(default=None, metadata={"help": "CRF transitions (default head_lr)"})
+    layer_decay: float = dataclasses.field(
+        default=1.0, metadata={"help": "layer-wise lr decay: the top encoder layer trains at encoder_lr, each "
+                                       "layer below at this factor more (1 = none)"})
     warmup_fraction: float = 0.1
     dropout: float = dataclasses.field(default=0.1, metadata={"help": "paper: 0.1"})
     context_units: int = dataclasses.field(default=128, metadata={"help": "BiLSTM units per direction"})
+    context_layers: int = dataclasses.field(default=1, metadata={"help": "stacked BiLSTM layers"})
     char_embedding_dim: int = 128
     char_embeddings: str = dataclasses.field(
         default="", metadata={"help": "initial character embeddings for char rows: a word2vec text file, "
@@ -169,14 +173,14 @@ def main(argv=None):
                 embedding_matrix, encoder_used = _char_embeddings(args.char_embeddings, vocabulary)
         tagger, tokenizer = build_tagger(
             row, labels=labels.labels, encoder=bundle, vocabulary=vocabulary,
-            context_units=args.context_units, embedding_dim=args.char_embedding_dim,
+            context_units=args.context_units, context_layers=args.context_layers, embedding_dim=args.char_embedding_dim,
             embedding_matrix=embedding_matrix, dropout=args.dropout)
         params = parameter_counts(tagger)
         corpus = encode_corpus(train, tokenizer, labels)
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps,
             steps_per_epoch=args.steps_per_epoch, encoder_lr=args.encoder_lr, head_lr=args.head_lr,
-            crf_lr=args.crf_lr, warmup_fraction=args.warmup_fraction, patience=args.patience,
+            crf_lr=args.crf_lr, layer_decay=args.layer_decay, warmup_fraction=args.warmup_fraction, patience=args.patience,
             seed=args.seed, eval_max_length=max_length, verbose=args.verbose)
         start = time.perf_counter()
         result = fit_tagger(tagger, corpus, dev, tokenizer, config, run_dir / row, overwrite=args.overwrite)

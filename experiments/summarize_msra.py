@@ -31,6 +31,9 @@ def summarize(root):
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         args = json.loads((run / "config.json").read_text(encoding="utf-8"))["arguments"]
         arg_text = ", ".join(f"{k}={args[k]}" for k in KEYS if args.get(k) is not None)
+        for key, default in (("context_layers", 1), ("layer_decay", 1.0)):
+            if args.get(key, default) != default:
+                arg_text += f", {key}={args[key]}"
         if args.get("test_fraction", 1) != 1:
             arg_text += f", test_fraction={args['test_fraction']}"
         for row, res in metrics["rows"].items():

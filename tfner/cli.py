@@ -139,7 +139,7 @@ def cmd_train(a):
         context_units=a.context_units, dropout=a.dropout, scheme=scheme)
     train, _ = split_long_sentences(train, a.max_length)
     config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, max_steps=a.max_steps,
-                         encoder_lr=a.encoder_lr, head_lr=a.head_lr, crf_lr=a.crf_lr,
+                         encoder_lr=a.encoder_lr, head_lr=a.head_lr, crf_lr=a.crf_lr, layer_decay=a.layer_decay,
                          patience=a.patience, seed=a.seed, eval_max_length=a.max_length)
     result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), dev, tokenizer, config, a.out,
                         overwrite=a.overwrite)
@@ -303,6 +303,9 @@ def build_parser():
     t.add_argument("--head-lr", type=float, default=1e-3,
                    help="learning rate of the layers above the encoder")
     t.add_argument("--crf-lr", type=float, help="learning rate of the CRF transitions (default: --head-lr)")
+    t.add_argument("--layer-decay", type=float, default=1.0,
+                   help="layer-wise lr decay: the top encoder layer trains at --encoder-lr, each layer below "
+                        "at this factor more (1 = none)")
     t.add_argument("--context-units", type=int, default=128, help="BiLSTM/BiGRU units per direction")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout rate")
     t.add_argument("--seed", type=int, default=42, help="random seed (weights, data order, dropout)")

@@ -4,6 +4,7 @@
 import dataclasses
 import json
 import logging
+import pathlib
 import shutil
 import sys
 
@@ -294,6 +295,36 @@ def test_optimizer_groups_encoder_head_and_crf():
     assert crf_paths and all(opt.multiplier_for_path(p) == pytest.approx(100.0) for p in crf_paths)
     head = [v.path for v in tagger.trainable_variables if v.path not in crf_paths]
     assert all(opt.multiplier_for_path(p) == 1.0 for p in head)
+
+
+def test_layer_decay_gives_each_encoder_layer_its_own_rate():
+    from tfner.training import encoder_layer_depths
+
+    fixtures = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "encoders"
+    tagger, _ = build_tagger("bert-bilstm-crf", labels=LABELS.labels, encoder=fixtures / "bert_hf")
+    config = TrainConfig(encoder_lr=1e-4, head_lr=1e-3, crf_lr=1e-2, layer_decay=0.5)
+    opt = make_optimizer(tagger, config, total_steps=10)
+    backbone = tagger.representation.backbone
+    top, low = backbone.transformer_layers[1], backbone.transformer_layers[0]
+    rate = lambda v: opt.multiplier_for_path(v.path) * config.head_lr
+    assert all(rate(v) == pytest.approx(1e-4) for v in top.trainable_variables)
+    assert all(rate(v) == pytest.approx(5e-5) for v in low.trainable_variables)
+    embeddings = backbone.get_layer("token_embedding").trainable_variables
+    assert embeddings and all(rate(v) == pytest.approx(2.5e-5) for v in embeddings)
+    depths = encoder_layer_depths(tagger.representation)
+    assert set(depths.values()) == {0, 1, 2}
+    # the head and the CRF are not decayed
+    assert all(rate(v) == pytest.approx(1e-2) for v in tagger.decoder_layer.trainable_variables)
+    # without decay every encoder variable trains at encoder_lr
+    flat = make_optimizer(tagger, dataclasses.replace(config, layer_decay=1.0), total_steps=10)
+    assert all(flat.multiplier_for_path(v.path) == pytest.approx(0.1)
+               for v in tagger.representation.trainable_variables)
+
+    albert, _ = build_tagger("albert-bilstm-crf", labels=LABELS.labels, encoder=fixtures / "albert_hf")
+    with pytest.raises(ValueError, match="ALBERT shares"):
+        make_optimizer(albert, config, total_steps=10)
+    with pytest.raises(ValueError, match="layer_decay"):
+        TrainConfig(layer_decay=0)
 
 
 def test_train_config_validation():

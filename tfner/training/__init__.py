@@ -13,13 +13,14 @@ from tfner.training.trainer import (
     TrainResult,
     batch_dataset,
     fit_tagger,
+    encoder_layer_depths,
     make_optimizer,
     training_plan,
 )
 
 __all__ = ["GroupedAdamW", "WarmupLinearDecay", "EntityF1Evaluation", "EpochTimer", "TrainConfig",
            "TrainResult", "TrainingPlan", "RunMismatchError", "DEFAULT_MAX_EPOCHS",
-           "DEFAULT_EPOCHS_WITHOUT_DEV", "batch_dataset", "fit_tagger", "make_optimizer",
+           "DEFAULT_EPOCHS_WITHOUT_DEV", "batch_dataset", "fit_tagger", "make_optimizer", "encoder_layer_depths",
            "training_plan"]
 
 # Paper C: multi-task training (per-task learning rates, multi-task batches, DWA).

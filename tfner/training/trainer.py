@@ -64,6 +64,7 @@ class TrainConfig:
     encoder_lr: float = 2e-5
     head_lr: float = 1e-3
     crf_lr: float | None = None
+    layer_decay: float = 1.0
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     clipnorm: float | None = 5.0
@@ -89,6 +90,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.crf_lr is not None and not self.crf_lr > 0:
             raise ValueError(f"crf_lr must be > 0 or None (= head_lr), got {self.crf_lr}")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1] (1 = no decay), got {self.layer_decay}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.weight_decay < 0:
@@ -126,13 +129,18 @@ class TrainResult:
 def make_optimizer(tagger, config: TrainConfig, total_steps: int):
     """`GroupedAdamW` with encoder / head / CRF groups and a warm-up + linear-decay schedule.
 
-    The base rate is `head_lr`; encoder and CRF variables get multipliers.
+    The base rate is `head_lr`; encoder and CRF variables get multipliers. With
+    `config.layer_decay = d < 1` (layer-wise learning-rate decay) the encoder's top transformer
+    layer trains at `encoder_lr`, the one below at `encoder_lr * d`, ..., the embeddings at
+    `encoder_lr * d**L` (see `encoder_layer_depths`).
     """
     crf_lr = config.crf_lr or config.head_lr
     multipliers = {}
     if tagger.representation_spec != "char":
+        depths = encoder_layer_depths(tagger.representation) if config.layer_decay != 1 else {}
         for v in tagger.representation.trainable_variables:
-            multipliers[f"^{_escape(v.path)}$"] = config.encoder_lr / config.head_lr
+            scale = config.layer_decay ** depths.get(id(v), 0)
+            multipliers[f"^{_escape(v.path)}$"] = scale * config.encoder_lr / config.head_lr
     if tagger.decoder == "crf":
         for v in tagger.decoder_layer.trainable_variables:
             multipliers[f"^{_escape(v.path)}$"] = crf_lr / config.head_lr
@@ -143,6 +151,35 @@ def make_optimizer(tagger, config: TrainConfig, total_steps: int):
     optimizer.exclude_from_weight_decay(
         var_names=["bias", "gamma", "beta", "layer_norm", "transitions", "embeddings"])
     return optimizer
+
+
+def encoder_layer_depths(representation):
+    """`{id(variable): depth}` of a pretrained encoder's variables, for layer-wise learning-rate decay.
+
+    Depth 0 is the top transformer layer, `L - 1` the lowest, `L` the embeddings (token, position,
+    segment embeddings and their LayerNorm); variables above the transformer stack (a pooler) get
+    0. ALBERT shares one set of weights across its layers, so it has no per-layer rate: refused.
+
+    Example:
+    >>> # depths = encoder_layer_depths(tagger.representation)   # {id(v): 0..L}
+    """
+    backbone = getattr(representation, "backbone", representation)
+    layers = getattr(backbone, "transformer_layers", None)
+    if not layers:
+        raise ValueError(f"layer_decay needs a transformer encoder; {type(representation).__name__} has no "
+                         "transformer_layers (use layer_decay=1)")
+    if isinstance(layers[0], (list, tuple)) or getattr(backbone, "num_groups", None) is not None:
+        raise ValueError("layer_decay needs per-layer encoder weights; ALBERT shares them across layers "
+                         "(use layer_decay=1)")
+    num_layers = len(layers)
+    depths = {}
+    for i, layer in enumerate(layers):
+        for v in layer.trainable_variables:
+            depths[id(v)] = num_layers - 1 - i
+    for v in backbone.trainable_variables:
+        if id(v) not in depths and "pooled" not in v.path and "pooler" not in v.path:
+            depths[id(v)] = num_layers
+    return depths
 
 
 def _escape(path):
