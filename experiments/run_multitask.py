@@ -1,6 +1,6 @@
 """Paper C: multi-task NER with word segmentation (CWS) and POS, label consistency, DWA task weights.
 
-    python experiments/run_multitask.py --all                  # the full study, default config (~105 min)
+    python experiments/run_multitask.py --all                  # the full study, default config (< 2 h)
     python experiments/run_multitask.py --variants single-task,label-consistency --corpora weibo
     python experiments/run_multitask.py --all --config experiments/configs/multitask_paper.json
     python experiments/run_multitask.py --corpora weibo --max-steps 20 --seeds 42 --weibo-train-fraction 0.1
@@ -41,12 +41,17 @@ test sentences; 6 variants x 2 corpora x 3 seeds = 36 runs):
 
 - optimizer steps: per seed Weibo 4 x 240 + 2 x 392, People's Daily 4 x 180 + 2 x 332 = 3,128;
   x 3 seeds = 9,384 steps;
-- measured here (2 AMD EPYC cores shared with another training run, this one at nice 19):
-  0.25 s per step after tracing (NER+CWS+POS+consistency, batch 32, length <= 64: 15 steps in
-  3.7 s); per run a fixed cost of tracing the training step (single-task ~25 s, three heads ~80-90 s),
-  tagging the test sets (~10-35 s) and Weibo's dev set each epoch (~3 s);
-- estimate: 9,384 x ~0.27 s ~ 42 min of steps + ~64 min of per-run fixed cost ~ 105 min (under
-  2 hours; less on an idle machine).
+- measured here, on 2 AMD EPYC cores while another training run held them (load average 4-7, this
+  script at nice 19): 0.25-0.35 s per optimizer step after tracing (People's Daily single-task, 4
+  epochs of 45 steps: 12.7 / 11.6 / 17.1 s for epochs 2-4; NER+CWS+POS+consistency on Weibo: 15
+  steps in 3.7 s); per run a fixed cost of tracing the training step (single-task ~35 s, three heads
+  ~80-90 s), tagging the test sets (People's Daily's 2,318 NER sentences 12 s; Weibo plus 200 CWS and
+  200 POS sentences ~35 s) and Weibo's dev set each epoch (~3 s);
+- estimate: 9,384 steps x ~0.3 s ~ 47 min + ~60 min of per-run fixed cost ~ 1 h 50 min under that
+  load. The same runs used about half their wall time as CPU time (e.g. People's Daily single-task:
+  123 s wall, 71 s CPU), so on an idle 2-core machine expect about 1 hour.
+- what the budget buys: People's Daily single-task reached test F1 27.0 after its 180 steps (seed
+  42); a rate of 2e-3 instead of 1e-3 did not train (F1 0 after 135 steps).
 
 The paper's configuration (BERT-base, full data, paper C's learning rates, length 128, 10 epochs)
 is `--config experiments/configs/multitask_paper.json` (needs a GPU; with no BERT-base weights here
