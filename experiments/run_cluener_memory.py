@@ -291,9 +291,12 @@ def run(args):
     timings["selection_s"] = time.perf_counter() - t
 
     # --- representations -------------------------------------------------------------------------
-    encoder_spec = args.encoder or offline
-    bundle, note = load_encoder_or_fallback(encoder_spec, offline, num_layers=args.encoder_layers)
-    encoder_name = _encoder_label(bundle.source, args.encoder if note else None)
+    needs_encoder = ("selection" in args.study_list() or args.selection == "category"
+                     or any(r.startswith("encoder") for r in args.row_list()))
+    bundle, note, encoder_name = None, None, "not used"
+    if needs_encoder:
+        bundle, note = load_encoder_or_fallback(args.encoder or offline, offline, num_layers=args.encoder_layers)
+        encoder_name = _encoder_label(bundle.source, args.encoder if note else None)
     char_vocabulary = CharTokenizer.from_vocab_file(os.path.join(offline, "vocab.txt")).vocabulary
 
     def make_config(seed, epochs=None):

@@ -44,7 +44,7 @@ def test_tiny_study_writes_tables_metrics_heat_map_and_submission(tiny_run, tiny
     run_dir, metrics, _ = tiny_run
     tables = (run_dir / "tables.md").read_text("utf-8")
     for text in ("Table 7", "lstm-crf-memory", "70.00", "71.20", "Table 5", "fraction 1", "epochs 1",
-                 "max steps 2", "tiny-bert-zh-L2-H128"):
+                 "max steps 2", "batch 8", "max length 64", "2 memories"):
         assert text in tables, text
     saved = json.loads((run_dir / "metrics.json").read_text("utf-8"))
     assert set(saved["table7"]) == {"lstm-crf", "lstm-crf-memory"}
