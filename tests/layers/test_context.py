@@ -24,7 +24,7 @@ def test_config_round_trip_and_errors():
     assert (clone.cell, clone.units, clone.num_layers) == ("gru", 6, 2)
     assert build_context_layer(None) is None
     with pytest.raises(ValueError):
-        build_context_layer("transformer")
+        build_context_layer("lstm")  # the cell, not a context name
 
 
 def test_softmax_decoder_argmax_and_padding():

@@ -28,3 +28,5 @@ from tfner.layers.crf_ops import (
     viterbi_decode,
 )
 from tfner.layers.context import RecurrentContext, SoftmaxDecoder, build_context_layer
+from tfner.layers.conv_context import ConvContext, IteratedDilatedConvContext
+from tfner.layers.transformer_context import TransformerContext

@@ -1,11 +1,18 @@
-"""Context encoders (survey S, middle box): BiLSTM / BiGRU stacks, and the softmax decoder."""
+"""Context encoders (survey S, middle box): BiLSTM / BiGRU stacks, and the softmax decoder.
+
+The CNN, ID-CNN and Transformer context encoders live in `conv_context` and
+`transformer_context`; `build_context_layer` builds any of them by name.
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-CONTEXT_TYPES = ("bilstm", "bigru")
+from tfner.layers.conv_context import ConvContext, IteratedDilatedConvContext
+from tfner.layers.transformer_context import TransformerContext
+
+CONTEXT_TYPES = ("bilstm", "bigru", "cnn", "idcnn", "transformer")
 
 
 @keras.saving.register_keras_serializable(package="tfner")
@@ -72,13 +79,32 @@ class RecurrentContext(keras.layers.Layer):
         return config
 
 
-def build_context_layer(context, units=128, num_layers=1, dropout=0.0, name="context"):
-    """`"bilstm"` / `"bigru"` -> a `RecurrentContext`; `None` -> None."""
+def build_context_layer(context, units=128, num_layers=1, dropout=0.0, name="context", options=None):
+    """A context encoder by name; `None` / `"none"` -> None.
+
+    - `"bilstm"` / `"bigru"`: `RecurrentContext` (`units` per direction, output `2 * units`);
+    - `"cnn"`: `ConvContext` (`units` filters per kernel width, `num_layers` stacked layers);
+    - `"idcnn"`: `IteratedDilatedConvContext` (`units` filters; `num_layers` separately weighted
+      blocks, each iterated 4 times with shared weights);
+    - `"transformer"`: `TransformerContext` (`units` = d_model, `num_layers` encoder layers).
+
+    `options`: further keyword arguments of that layer (e.g. `{"kernel_sizes": [3, 5],
+    "merge": "sum"}` for `"cnn"`, `{"iterations": 3}` for `"idcnn"`, `{"num_heads": 8}` for
+    `"transformer"`); a `"dropout"` there overrides `dropout`.
+    """
     if context is None or context == "none":
         return None
     if context not in CONTEXT_TYPES:
         raise ValueError(f"context must be one of {CONTEXT_TYPES} or None, got {context!r}")
-    return RecurrentContext(context[2:], units, num_layers, dropout=dropout, name=name)
+    kwargs = dict(dropout=dropout, name=name)
+    kwargs.update(options or {})
+    if context in ("bilstm", "bigru"):
+        return RecurrentContext(context[2:], units, num_layers, **kwargs)
+    if context == "cnn":
+        return ConvContext(units, num_layers=num_layers, **kwargs)
+    if context == "idcnn":
+        return IteratedDilatedConvContext(units, num_layers=num_layers, **kwargs)
+    return TransformerContext(units, num_layers=num_layers, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="tfner")

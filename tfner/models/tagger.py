@@ -33,9 +33,13 @@ class NERTagger(keras.Model):
         labels: the tag strings, index = tag id, "O" first (`LabelVocabulary.labels`).
         vocabulary: the character vocabulary (list of tokens, index = id). Stored in the config so a
             `.keras` file is enough to tag raw text.
-        context: `None`, `"bilstm"` or `"bigru"`.
-        context_units: units per direction of the context RNN.
-        context_layers: number of stacked context RNN layers.
+        context: `None`, `"bilstm"`, `"bigru"`, `"cnn"`, `"idcnn"` or `"transformer"` (see
+            `tfner.layers.build_context_layer`).
+        context_units: units per direction of the context RNN (CNN: filters per kernel width;
+            ID-CNN: filters; Transformer: model size).
+        context_layers: number of stacked context layers.
+        context_options: further keyword arguments of the context layer (e.g.
+            `{"kernel_sizes": [3, 5], "merge": "sum"}` for `"cnn"`); None for the defaults.
         decoder: `"crf"` or `"softmax"`.
         embedding_dim: size of the character embedding when `representation="char"`.
         dropout: dropout before and after the context layer.
@@ -64,6 +68,7 @@ class NERTagger(keras.Model):
         dropout=0.1,
         scheme="BIO",
         constrained=True,
+        context_options=None,
         **kwargs,
     ):
         if not labels:
@@ -86,7 +91,8 @@ class NERTagger(keras.Model):
             representation_layer = representation
         dropout_in = keras.layers.Dropout(dropout, name="dropout_in")
         context_layer = (
-            build_context_layer(context, context_units, context_layers, dropout=0.0, name="context")
+            build_context_layer(context, context_units, context_layers, dropout=0.0, name="context",
+                                options=context_options)
             if context else None
         )
         dropout_out = keras.layers.Dropout(dropout, name="dropout_out") if context else None
@@ -124,6 +130,7 @@ class NERTagger(keras.Model):
         self.context = context
         self.context_units = context_units
         self.context_layers = context_layers
+        self.context_options = dict(context_options) if context_options else None
         self.decoder = decoder
         self.embedding_dim = embedding_dim
         self.dropout = dropout
@@ -168,6 +175,7 @@ class NERTagger(keras.Model):
             "context": self.context,
             "context_units": self.context_units,
             "context_layers": self.context_layers,
+            "context_options": self.context_options,
             "decoder": self.decoder,
             "embedding_dim": self.embedding_dim,
             "dropout": self.dropout,
