@@ -41,9 +41,16 @@ class RecurrentContext(keras.layers.Layer):
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         rnn = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
+        # The backward RNN is given explicitly: left to itself, Bidirectional serializes the forward
+        # layer twice and flips `go_backwards` in the second config, which an object-sharing scope
+        # left active by other Keras code can turn into two forward layers (seen once, order-dependent,
+        # while loading a .keras file in the test suite).
         self.rnns = [
             keras.layers.Bidirectional(
-                rnn(self.units, return_sequences=True), name=f"bi{cell}_{i}")
+                rnn(self.units, return_sequences=True, name=f"{cell}_{i}"),
+                backward_layer=rnn(self.units, return_sequences=True, go_backwards=True,
+                                   name=f"backward_{cell}_{i}"),
+                name=f"bi{cell}_{i}")
             for i in range(self.num_layers)
         ]
         self.dropouts = [keras.layers.Dropout(self.dropout) for _ in range(self.num_layers - 1)]
