@@ -4,6 +4,7 @@
     python experiments/run_msra.py --max-steps 300 --train-fraction 0.2   # a short run, same code
     python experiments/run_msra.py --config experiments/configs/msra_quick.json
     python experiments/run_msra.py --config experiments/configs/msra_main.json   # `make reproduce`
+    python experiments/run_msra.py --config experiments/configs/msra_softlexicon.json  # + bigrams, SoftLexicon
 
 Rows are tfner presets: char-bilstm-crf (no pretraining), bert-softmax ("BERT fine-tuning"),
 bert-bilstm-crf, albert-softmax ("ALBERT fine-tuning"), albert-bilstm-crf (the paper's model).
@@ -78,6 +79,23 @@ class MsraArgs:
     char_embeddings: str = dataclasses.field(
         default="", metadata={"help": "initial character embeddings for char rows: a word2vec text file, "
                                       "or an encoder directory whose token embeddings are used"})
+    features: str = dataclasses.field(
+        default="", metadata={"help": "input features of the char rows: bigram, softlexicon or both "
+                                      "(comma-separated; see tfner.features)"})
+    lexicon: str = dataclasses.field(
+        default="jieba", metadata={"help": "SoftLexicon words: 'jieba' (its dictionary), a word list or a "
+                                           "word2vec file"})
+    word_vectors: str = dataclasses.field(
+        default="", metadata={"help": "word2vec file for the lexicon words (default: gensim on train)"})
+    bigram_vectors: str = dataclasses.field(
+        default="", metadata={"help": "word2vec file for bigrams (default: gensim on train)"})
+    feature_dim: int = dataclasses.field(default=50, metadata={"help": "bigram / lexicon vector size"})
+    max_word_length: int = dataclasses.field(default=6, metadata={"help": "longest lexicon word matched"})
+    bigram_min_count: int = dataclasses.field(
+        default=1, metadata={"help": "rarer bigrams share the unknown id"})
+    check_export: bool = dataclasses.field(
+        default=False, metadata={"help": "export the first row and check its tags on the whole test set "
+                                         "against the Keras model's (raw text in)"})
     patience: int = 3
     seed: int = 42
     output_dir: str = "results/msra"
@@ -99,6 +117,9 @@ class MsraArgs:
             raise ValueError(f"unknown rows {unknown}; choose from {ALL_ROWS}")
         if not 0 < self.train_fraction <= 1 or not 0 < self.test_fraction <= 1:
             raise ValueError("fractions must be in (0, 1]")
+        from tfner.features import parse_features
+
+        parse_features(self.features)
 
     def row_list(self):
         return [r.strip() for r in self.rows.split(",") if r.strip()]
@@ -142,6 +163,7 @@ def main(argv=None):
         "test": corpus_stats(test), "max_length": max_length, "train_windows_split": n_split,
     }
     logger.info("data: %s", data_info)
+    feature_source = _FeatureSource(args, train) if args.features else None
 
     # --- rows ---------------------------------------------------------------------------------
     results = {}
@@ -171,10 +193,16 @@ def main(argv=None):
             vocabulary = CharTokenizer.from_vocab_file(os.path.join(offline, "vocab.txt")).vocabulary
             if args.char_embeddings:
                 embedding_matrix, encoder_used = _char_embeddings(args.char_embeddings, vocabulary)
+        feature_info = None
+        if feature_source is not None:
+            encoder_used += " + " + args.features.replace(",", " + ")
         tagger, tokenizer = build_tagger(
             row, labels=labels.labels, encoder=bundle, vocabulary=vocabulary,
             context_units=args.context_units, context_layers=args.context_layers, embedding_dim=args.char_embedding_dim,
-            embedding_matrix=embedding_matrix, dropout=args.dropout)
+            embedding_matrix=embedding_matrix, dropout=args.dropout,
+            features=feature_source.layers if feature_source is not None else None)
+        if feature_source is not None:
+            feature_info = feature_source.info
         params = parameter_counts(tagger)
         corpus = encode_corpus(train, tokenizer, labels)
         config = TrainConfig(
@@ -193,9 +221,12 @@ def main(argv=None):
             "steps_trained": result.steps_trained, "epochs_run": len(result.history),
             "seconds_per_epoch": result.seconds_per_epoch, "train_wall_seconds": train_seconds,
             "best_dev_f1": result.best_dev_f1, "history": result.history, "test": scores,
+            "features": feature_info,
             "test_confusion": {"labels": labels.labels, "rows_true_cols_pred": confusion_matrix(
                 [s.tags for s in test], pred, labels.labels).tolist()},
         }
+        if args.check_export and row == args.row_list()[0]:
+            results[row]["export_check"] = _check_export(tagger, test, pred, run_dir / "export_check")
         write_json(run_dir / "metrics.json", {"data": data_info, "rows": results})
 
     # --- tables and figures ---------------------------------------------------------------------
@@ -235,6 +266,68 @@ def _export_and_demo(args, row_dir):
                   f"confidence {entity['confidence']:.3f}")
         if not result["entities"]:
             print("  (no entities found)")
+
+
+class _FeatureSource:
+    """Builds the input feature layers of the char rows; the gensim vectors and the fitted
+    lexicon are computed once and shared by the rows (each row gets its own layers)."""
+
+    def __init__(self, args, train):
+        from tfner.features import Lexicon, load_vectors, parse_features, train_bigram_vectors, train_word_vectors
+
+        self.args, self.train = args, train
+        self.names = parse_features(args.features)
+        start = time.perf_counter()
+        self.word_vectors = self.bigram_vectors = self.lexicon = None
+        if "softlexicon" in self.names:
+            source = Lexicon.load(args.lexicon)
+            self.source_words = len(source)
+            self.lexicon = source.fit_to_corpus(
+                ["".join(s.chars) for s in train], max_word_length=args.max_word_length)
+            self.word_vectors = (load_vectors(args.word_vectors) if args.word_vectors
+                                 else train_word_vectors(train, args.feature_dim, seed=args.seed))
+        if "bigram" in self.names:
+            self.bigram_vectors = (load_vectors(args.bigram_vectors) if args.bigram_vectors
+                                   else train_bigram_vectors(train, args.feature_dim, seed=args.seed))
+        self.seconds = time.perf_counter() - start
+        self.info = None
+
+    def layers(self, tokenizer):
+        from tfner.features import build_input_features
+
+        layers, info = build_input_features(
+            self.train, tokenizer, self.names, lexicon=self.lexicon, fit_lexicon=False,
+            word_vectors=self.word_vectors, bigram_vectors=self.bigram_vectors, dim=self.args.feature_dim,
+            max_word_length=self.args.max_word_length, bigram_min_count=self.args.bigram_min_count,
+            seed=self.args.seed)
+        for name, given in (("bigram", self.args.bigram_vectors), ("softlexicon", self.args.word_vectors)):
+            if name in info:
+                info[name]["vectors"] = given or "gensim word2vec (skip-gram) trained on the training text"
+        if "softlexicon" in info:
+            info["softlexicon"].update(lexicon=self.args.lexicon, lexicon_words=self.source_words)
+        self.info = dict(info, preparation_seconds=round(self.seconds, 1))
+        return layers
+
+
+def _check_export(tagger, test, pred, out_dir):
+    """Exports ``tagger`` and tags the raw test texts through the SavedModel: the share of
+    sentences whose tags equal the Keras path's (``pred``), and the tagging speed."""
+    from tfner.export import TextPredictor, export_saved_model
+
+    path = export_saved_model(tagger, out_dir)
+    predictor = TextPredictor(str(path))
+    texts = ["".join(s.chars) for s in test]
+    start = time.perf_counter()
+    served = []
+    for b in range(0, len(texts), 64):
+        served.extend(r["tags"] for r in predictor(texts[b:b + 64]))
+    seconds = time.perf_counter() - start
+    same = sum(a == b for a, b in zip(served, pred))
+    report = {"sentences": len(texts), "equal_tags": same, "differing": len(texts) - same,
+              "saved_model": str(path), "chars_per_second": round(sum(map(len, texts)) / seconds, 1)}
+    logger.info("export check: %d of %d test sentences tagged identically by the SavedModel",
+                same, len(texts))
+    return report
 
 
 def _same_model_already_run(row, encoder_used, used_encoders, results):
@@ -283,6 +376,8 @@ def _default_run_name(args):
         parts.append(f"train{args.train_fraction:g}")
     rows = args.row_list()
     parts.append("all" if ",".join(rows) == ALL_ROWS else "+".join(rows))
+    if args.features:
+        parts.append(args.features.replace(",", "+"))
     return "_".join(parts)
 
 

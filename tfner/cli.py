@@ -134,9 +134,28 @@ def cmd_train(a):
                            f"TF1 checkpoint directory or a hub id); the default offline encoder is not "
                            f"available: {error}") from None
         logger.info("encoder: %s (the default; --encoder to choose another)", encoder)
+    features = None
+    if a.features:
+        from tfner.features import build_input_features, load_vectors, parse_features
+
+        try:
+            names = parse_features(a.features)
+            word_vectors = load_vectors(a.word_vectors) if a.word_vectors else None
+            bigram_vectors = load_vectors(a.bigram_vectors) if a.bigram_vectors else None
+        except (ValueError, OSError) as error:
+            raise CliError(str(error)) from None
+
+        def features(tokenizer):
+            layers, info = build_input_features(
+                train, tokenizer, names, lexicon=a.lexicon, word_vectors=word_vectors,
+                bigram_vectors=bigram_vectors, dim=a.feature_dim, max_word_length=a.max_word_length,
+                seed=a.seed)
+            logger.info("input features: %s", info)
+            return layers
     tagger, tokenizer = build_tagger(
         a.preset, labels=labels.labels, encoder=encoder, vocabulary=vocabulary,
-        context_units=a.context_units, dropout=a.dropout, scheme=scheme)
+        context=a.context, context_layers=a.context_layers,
+        context_units=a.context_units, dropout=a.dropout, scheme=scheme, features=features)
     train, _ = split_long_sentences(train, a.max_length)
     config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, max_steps=a.max_steps,
                          encoder_lr=a.encoder_lr, head_lr=a.head_lr, crf_lr=a.crf_lr, layer_decay=a.layer_decay,
@@ -306,7 +325,19 @@ def build_parser():
     t.add_argument("--layer-decay", type=float, default=1.0,
                    help="layer-wise lr decay: the top encoder layer trains at --encoder-lr, each layer below "
                         "at this factor more (1 = none)")
-    t.add_argument("--context-units", type=int, default=128, help="BiLSTM/BiGRU units per direction")
+    t.add_argument("--context", choices=("none", "bilstm", "bigru", "cnn", "idcnn", "transformer"),
+                   help="context encoder (default: the preset's)")
+    t.add_argument("--context-units", type=int, default=128,
+                   help="BiLSTM/BiGRU units per direction (CNN/ID-CNN filters, Transformer size)")
+    t.add_argument("--context-layers", type=int, default=1, help="stacked context layers")
+    t.add_argument("--features", default="",
+                   help="input features beside the characters: bigram, softlexicon, or bigram,softlexicon")
+    t.add_argument("--lexicon", default="jieba",
+                   help="SoftLexicon words: 'jieba' (its dictionary), a word list or a word2vec file")
+    t.add_argument("--word-vectors", help="word2vec file for the lexicon words (default: gensim on --train)")
+    t.add_argument("--bigram-vectors", help="word2vec file for the bigrams (default: gensim on --train)")
+    t.add_argument("--feature-dim", type=int, default=50, help="bigram and lexicon vector size")
+    t.add_argument("--max-word-length", type=int, default=6, help="longest lexicon word matched")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout rate")
     t.add_argument("--seed", type=int, default=42, help="random seed (weights, data order, dropout)")
     t.set_defaults(func=cmd_train)

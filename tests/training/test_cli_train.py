@@ -29,3 +29,29 @@ def test_train_then_evaluate(tmp_path, vocab_file, capsys):
               "--json", str(tmp_path / "scores.json")])
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert 0.0 <= scores["f1"] <= 1.0 and set(scores["per_type"]) <= {"PER", "LOC"}
+
+
+def test_train_with_context_and_features_then_export(tmp_path, vocab_file, capsys):
+    """`--context idcnn --features bigram,softlexicon`: trains, saves, and the SavedModel (raw text
+    in, lexicon matched in the graph) tags like the Keras model."""
+    data = [("王明在北京大学", ["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG"]),
+            ("李华去上海", ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])] * 8
+    _write(tmp_path / "train.txt", data)
+    out = tmp_path / "run"
+    cli.main(["train", "--preset", "char-bilstm-crf", "--vocab", str(vocab_file),
+              "--train", str(tmp_path / "train.txt"), "--dev", str(tmp_path / "train.txt"),
+              "--out", str(out), "--epochs", "2", "--batch-size", "4", "--head-lr", "0.02",
+              "--context", "idcnn", "--context-units", "8", "--features", "bigram,softlexicon",
+              "--feature-dim", "4"])
+    json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    import keras
+
+    from tfner.export import TextPredictor, export_saved_model
+    from tfner.models import predict_tags
+
+    tagger = keras.saving.load_model(out / "final.keras")
+    assert tagger.context == "idcnn"
+    assert [type(f).__name__ for f in tagger.feature_layers] == ["BigramEmbedding", "SoftLexiconEmbedding"]
+    texts = ["王明在北京大学读书，李华去上海", "北京"]
+    saved = export_saved_model(tagger, tmp_path / "export")
+    assert [r["tags"] for r in TextPredictor(str(saved))(texts)] == predict_tags(tagger, texts)

@@ -65,7 +65,7 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
                  decoder=None, context_units=128, context_layers=1, embedding_dim=128,
                  embedding_matrix=None, dropout=0.1, scheme="BIO", constrained=True,
                  num_layers=None, embeddings_only=False, random_init=False, name=None,
-                 context_options=None):
+                 context_options=None, features=None):
     """Build a tagger from a preset name and/or components.
 
     Args:
@@ -82,6 +82,9 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
         embedding_matrix: initial character embeddings [V, D] for character presets (e.g. from
             `tfner.encoders.load_word2vec_embeddings`).
         num_layers, embeddings_only, random_init: passed to `load_encoder` (paper B's studies).
+        features: input feature layers (see `NERTagger`), or a function `tokenizer -> layers`
+            (the tokenizer is known only here for encoder presets), e.g.
+            `lambda tok: tfner.features.build_input_features(train, tok)[0]`.
 
     Returns:
         `(tagger, tokenizer)`.
@@ -111,11 +114,13 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
         representation = "char"
         if embedding_matrix is not None:
             embedding_dim = int(embedding_matrix.shape[1])
+    if callable(features):
+        features = features(tokenizer)
     tagger = NERTagger(
         representation, labels=labels, vocabulary=tokenizer.vocabulary, context=context,
         context_units=context_units, context_layers=context_layers, decoder=decoder,
         embedding_dim=embedding_dim, dropout=dropout, scheme=scheme, constrained=constrained,
-        context_options=context_options, name=name or (preset or "tagger").replace("-", "_"),
+        context_options=context_options, features=features, name=name or (preset or "tagger").replace("-", "_"),
     )
     if embedding_matrix is not None and representation == "char":
         tagger.representation.set_weights([embedding_matrix.astype("float32")])

@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 import tfner.encoders  # noqa: F401  (registers the encoder layers a saved tagger may contain)
+import tfner.features  # noqa: F401  (registers the input feature layers a saved tagger may contain)
 from tfner.layers.context import SoftmaxDecoder, build_context_layer
 from tfner.layers.crf import CRFDecoder
 
@@ -45,6 +46,9 @@ class NERTagger(keras.Model):
         dropout: dropout before and after the context layer.
         scheme: the tag scheme of `labels` ("BIO", "BIOES", "BIOS"): used for CRF constraints.
         constrained: forbid illegal transitions (e.g. O -> I-PER) in the CRF.
+        features: input feature layers (e.g. `BigramEmbedding`, `SoftLexiconEmbedding` from
+            `tfner.features`), each called as `layer(token_ids, padding_mask) -> [B, T, D]`; their
+            outputs are concatenated to the character representation.
 
     Example:
     >>> tagger = NERTagger("char", labels=["O", "B-PER", "I-PER"], vocabulary=["[PAD]", "[UNK]", "王", "明"],
@@ -69,6 +73,7 @@ class NERTagger(keras.Model):
         scheme="BIO",
         constrained=True,
         context_options=None,
+        features=None,
         **kwargs,
     ):
         if not labels:
@@ -89,6 +94,7 @@ class NERTagger(keras.Model):
                 len(vocabulary), embedding_dim, name="char_embedding")
         else:
             representation_layer = representation
+        feature_layers = list(features or [])
         dropout_in = keras.layers.Dropout(dropout, name="dropout_in")
         context_layer = (
             build_context_layer(context, context_units, context_layers, dropout=0.0, name="context",
@@ -110,6 +116,9 @@ class NERTagger(keras.Model):
             x = representation_layer(token_ids)
         else:
             x = representation_layer(token_ids, padding_mask)
+        if feature_layers:
+            x = keras.layers.Concatenate(name="input_features")(
+                [x] + [layer(token_ids, padding_mask) for layer in feature_layers])
         x = dropout_in(x)
         if context_layer is not None:
             x = context_layer(x, mask=padding_mask)
@@ -137,6 +146,7 @@ class NERTagger(keras.Model):
         self.scheme = scheme
         self.constrained = constrained
         self.decoder_layer = decoder_layer
+        self.feature_layers = feature_layers
 
     # --- training -------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -182,6 +192,8 @@ class NERTagger(keras.Model):
             "scheme": self.scheme,
             "constrained": self.constrained,
         }
+        if self.feature_layers:
+            config["features"] = [keras.layers.serialize(layer) for layer in self.feature_layers]
         return config
 
     @classmethod
@@ -190,6 +202,8 @@ class NERTagger(keras.Model):
         rep = config.get("representation", "char")
         if isinstance(rep, dict):
             config["representation"] = keras.layers.deserialize(rep)
+        if config.get("features"):
+            config["features"] = [keras.layers.deserialize(f) for f in config["features"]]
         return cls(**config)
 
 

@@ -1,0 +1,186 @@
+"""Bigram and SoftLexicon input features: in-model lookups vs Python references, padding,
+`.keras` round trip, JAX, and the exported SavedModel (raw text in) on real MSRA sentences."""
+
+import doctest
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "北", "京", "大", "学", "生", "南", "人", "民"]
+
+
+def _tokenizer(vocab=VOCAB):
+    from tfner.preprocessing import CharTokenizer
+
+    return CharTokenizer(vocab)
+
+
+def test_docstring_examples():
+    from tfner.features import bigrams, lexicon, vectors
+
+    for module in (bigrams, lexicon, vectors):
+        assert doctest.testmod(module).failed == 0
+
+
+def test_slots_cover_every_position_of_every_word_once():
+    from tfner.features import softlexicon_slots
+
+    slots = softlexicon_slots(4)
+    assert len(slots) == 10
+    assert [s for s in slots if s[0] == 3] == [(3, 0, 0), (3, 1, 1), (3, 2, 2)]  # B M E
+    assert slots[0] == (1, 0, 3)  # S
+
+
+def test_trie_lookup_equals_brute_force_on_random_lexicons():
+    """Random words over a small alphabet (shared prefixes, words that are prefixes of others):
+    the in-model slot ids equal the Python reference on random texts."""
+    from tfner.features import Lexicon, SoftLexiconEmbedding, reference_slot_ids
+
+    rng = np.random.default_rng(0)
+    chars = VOCAB[4:]
+    tokenizer = _tokenizer()
+    for trial in range(5):
+        words = {"".join(rng.choice(chars, size=rng.integers(1, 6))) for _ in range(60)}
+        layer = SoftLexiconEmbedding.from_lexicon(Lexicon({w: 1 for w in words}), tokenizer,
+                                                  embedding_dim=3, max_word_length=5)
+        index = {tuple(tokenizer.encode(w).tolist()): i for i, w in enumerate(layer.words, 1)}
+        texts = ["".join(rng.choice(chars + ["x"], size=rng.integers(1, 15))) for _ in range(8)]
+        width = max(len(t) for t in texts)
+        ids = np.zeros((len(texts), width), np.int32)
+        for r, t in enumerate(texts):
+            ids[r, :len(t)] = tokenizer.encode(t)
+        got = np.asarray(layer.slot_ids(ids))
+        for r, t in enumerate(texts):
+            want = reference_slot_ids(ids[r, :len(t)], index, 5)
+            np.testing.assert_array_equal(got[r, :len(t)], want, err_msg=f"trial {trial} text {t!r}")
+            assert (got[r, len(t):] == 0).all()  # padding matches nothing
+
+
+def test_fit_to_corpus_counts_with_the_papers_rule():
+    from tfner.features import Lexicon
+
+    fitted = Lexicon({"北京": 0, "北京大学": 0, "大学": 0, "大学生": 0, "南京": 0}).fit_to_corpus(
+        ["北京大学", "大学生", "北京"])
+    # 北京 inside 北京大学 does not count; 大学 inside 北京大学 and 大学生 does not; 南京 never occurs.
+    assert fitted.counts == {"北京": 1, "北京大学": 1, "大学": 0, "大学生": 1}
+
+
+def test_softlexicon_pools_by_frequency_over_the_four_sets():
+    from tfner.features import Lexicon, SoftLexiconEmbedding
+
+    tokenizer = _tokenizer()
+    layer = SoftLexiconEmbedding.from_lexicon(
+        Lexicon({"北京": 1, "北京大学": 3, "京": 0}), tokenizer, embedding_dim=2, max_word_length=4)
+    ids = tokenizer.encode("北京大学")[None]
+    out = np.asarray(layer(ids, np.ones_like(ids, bool)))[0].reshape(4, 4, 2)  # [char, set, dim]
+    table = layer.embeddings.numpy()
+    vec = {w: table[i] for i, w in enumerate(layer.words, 1)}
+    z = {"北京": 2.0, "北京大学": 4.0, "京": 1.0}  # 1 + count
+    # 京: M = {北京大学}, E = {北京}, S = {京}; Z = 4 + 2 + 1.
+    total = 7.0
+    np.testing.assert_allclose(out[1, 0], 0, atol=1e-6)
+    np.testing.assert_allclose(out[1, 1], 4 / total * z["北京大学"] * vec["北京大学"], rtol=1e-5)
+    np.testing.assert_allclose(out[1, 2], 4 / total * z["北京"] * vec["北京"], rtol=1e-5)
+    np.testing.assert_allclose(out[1, 3], 4 / total * z["京"] * vec["京"], rtol=1e-5)
+
+
+def test_bigram_ids_equal_the_numpy_reference_and_padding_changes_nothing():
+    from tfner.features import BigramEmbedding, bigram_keys
+
+    tokenizer = _tokenizer()
+    layer = BigramEmbedding.from_corpus(["北京大学", "南京人民", "北京"], tokenizer, embedding_dim=4)
+    keys = sorted(set(np.concatenate([bigram_keys(tokenizer.encode(t), len(VOCAB))
+                                      for t in ["北京大学", "南京人民", "北京"]]).tolist()))
+    text = "北京人民大学生"
+    ids = tokenizer.encode(text)
+    want = [keys.index(k) + 2 if k in keys else 1 for k in bigram_keys(ids, len(VOCAB)).tolist()]
+    batch = np.zeros((2, 10), np.int32)
+    batch[0, :7] = ids
+    batch[1, :7] = ids
+    batch[1, 7:] = 5  # garbage after the end of the text
+    mask = np.arange(10)[None, :] < 7
+    mask = np.repeat(mask, 2, axis=0)
+    got = np.asarray(layer.bigram_ids(batch, mask))
+    assert got[0, :7].tolist() == want and got[1].tolist() == got[0].tolist()
+    out = np.asarray(layer(batch, mask))
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def _features_tagger(train_texts, context_units=16):
+    from tfner.features import build_input_features
+    from tfner.models import build_tagger
+
+    def features(tokenizer):
+        return build_input_features(train_texts, tokenizer, lexicon="jieba", dim=8,
+                                    train_vectors_if_missing=False)[0]
+
+    vocab = sorted({c for t in train_texts for c in t})
+    return build_tagger("char-bilstm-crf", labels=["O", "B-LOC", "I-LOC"],
+                        vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + vocab, features=features,
+                        context_units=context_units, embedding_dim=8)
+
+
+def test_tagger_with_features_padding_round_trip_and_fit(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    texts = ["我在北京大学读书", "南京市长江大桥", "北京欢迎你"]
+    tagger, tokenizer = _features_tagger(texts)
+    names = [layer.name for layer in tagger.feature_layers]
+    assert names == ["bigrams", "softlexicon"]
+    ids = np.zeros((2, 12), np.int32)
+    ids[0, :8] = tokenizer.encode(texts[0])
+    ids[1, :8] = tokenizer.encode(texts[0])
+    ids[1, 8:] = 7
+    mask = np.repeat((np.arange(12) < 8)[None], 2, axis=0)
+    out = tagger({"token_ids": ids, "padding_mask": mask})
+    emissions = np.asarray(out["emissions"])
+    np.testing.assert_allclose(emissions[0, :8], emissions[1, :8], atol=1e-5)
+    # A short fit lowers the loss.
+    y = np.zeros_like(ids)
+    y[:, 2], y[:, 3] = 1, 2
+    tagger.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = tagger.fit({"token_ids": ids, "padding_mask": mask}, y, epochs=15, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0] * 0.5
+    path = tmp_path / "t.keras"
+    tagger.save(path)
+    loaded = keras.saving.load_model(path)
+    again = loaded({"token_ids": ids, "padding_mask": mask})
+    np.testing.assert_allclose(np.asarray(again["emissions"]), np.asarray(tagger(
+        {"token_ids": ids, "padding_mask": mask})["emissions"]), atol=1e-5)
+    assert [type(f).__name__ for f in loaded.feature_layers] == ["BigramEmbedding", "SoftLexiconEmbedding"]
+
+
+def test_forward_on_the_jax_backend():
+    pytest.importorskip("jax", reason="jax is not installed (pip install 'jax[cpu]')")
+    script = r"""
+import json, numpy as np, keras
+from tfner.features import BigramEmbedding, Lexicon, SoftLexiconEmbedding, reference_slot_ids
+from tfner.preprocessing import CharTokenizer
+tok = CharTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "北", "京", "大", "学", "生"])
+lex = SoftLexiconEmbedding.from_lexicon(Lexicon({"北京": 1, "北京大学": 2, "大学生": 1, "学": 1}), tok,
+                                        embedding_dim=3, max_word_length=4)
+big = BigramEmbedding.from_corpus(["北京大学"], tok, embedding_dim=3)
+ids = np.zeros((2, 7), np.int32); ids[:, :5] = tok.encode("北京大学生"); ids[1, 5:] = 4
+mask = np.arange(7)[None].repeat(2, 0) < 5
+index = {tuple(tok.encode(w).tolist()): i for i, w in enumerate(lex.words, 1)}
+slots = np.asarray(lex.slot_ids(ids))
+print(json.dumps({"backend": keras.backend.backend(),
+                  "slots_ok": bool((slots[0, :5] == reference_slot_ids(ids[0, :5], index, 4)).all()),
+                  "lex_pad": float(np.abs(np.asarray(lex(ids, mask))[0] - np.asarray(lex(ids, mask))[1]).max()),
+                  "big_ids": np.asarray(big.bigram_ids(ids, mask)).tolist()}))
+"""
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, cwd=str(REPO), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "jax" and report["slots_ok"] and report["lex_pad"] < 1e-6
+    assert report["big_ids"][0] == report["big_ids"][1][:5] + [0, 0]

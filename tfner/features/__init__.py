@@ -1,0 +1,110 @@
+"""Input features beside the character representation (survey S, left box): bigrams, SoftLexicon.
+
+Each feature is a Keras layer called as ``layer(token_ids, padding_mask) -> [B, T, D]`` on the
+character ids the tagger already gets; ``NERTagger(features=[...])`` concatenates their outputs to
+the character representation. The lookups run inside the model, so training, prediction and the
+exported SavedModel (raw text in) share one code path.
+
+Example:
+>>> # features = build_input_features(train, tokenizer, bigrams=True, lexicon="jieba")
+>>> # tagger, tokenizer = build_tagger("char-bilstm-crf", labels=labels, vocabulary=vocab,
+>>> #                                  features=features)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tfner.features.bigrams import BigramEmbedding, bigram_keys, bigram_strings
+from tfner.features.lexicon import (
+    Lexicon,
+    SoftLexiconEmbedding,
+    build_trie,
+    jieba_dictionary_path,
+    reference_slot_ids,
+    softlexicon_slots,
+)
+from tfner.features.vectors import (
+    load_vectors,
+    train_bigram_vectors,
+    train_char_vectors,
+    train_vectors,
+    train_word_vectors,
+)
+
+logger = logging.getLogger("tfner.features")
+
+FEATURE_NAMES = ("bigram", "softlexicon")
+
+
+def parse_features(spec):
+    """``"bigram,softlexicon"`` -> ``["bigram", "softlexicon"]`` (checked; ``""``/``"none"`` -> [])."""
+    if not spec or spec == "none":
+        return []
+    names = [x.strip() for x in str(spec).split(",") if x.strip()]
+    unknown = [n for n in names if n not in FEATURE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown input features {unknown}; choose from {list(FEATURE_NAMES)}")
+    return names
+
+
+def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"), *, lexicon="jieba",
+                         word_vectors=None, bigram_vectors=None, dim=50, max_word_length=6,
+                         bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, seed=0):
+    """The feature layers for a training corpus.
+
+    Args:
+        sentences: the training sentences (bigram vocabulary, lexicon fitting, gensim vectors).
+        tokenizer: the tagger's ``CharTokenizer``.
+        features: names from ``FEATURE_NAMES`` (or a comma-separated string).
+        lexicon: ``"jieba"``, a word list, a word2vec file, or a :class:`Lexicon`.
+        fit_lexicon: keep only the lexicon words that occur in ``sentences``, counted there
+            (:meth:`Lexicon.fit_to_corpus`); False: use ``lexicon`` as it is (already fitted).
+        word_vectors, bigram_vectors: word2vec files (or ``KeyedVectors``) for initial vectors;
+            default: trained with gensim on ``sentences`` (``train_vectors_if_missing``).
+        dim: vector size of both features (SoftLexicon adds ``4 * dim``).
+        max_word_length: longest lexicon word matched.
+        bigram_min_count: bigrams seen fewer times share the unknown id.
+
+    Returns:
+        ``(layers, info)``: the layers in ``features`` order and a dict describing them.
+    """
+    names = parse_features(features) if isinstance(features, str) else list(features)
+    sentences = list(sentences)
+    layers, info = [], {}
+    if "bigram" in names:
+        vectors = bigram_vectors
+        if isinstance(vectors, str):
+            vectors = load_vectors(vectors)
+        elif vectors is None and train_vectors_if_missing:
+            vectors = train_bigram_vectors(sentences, dim, seed=seed)
+        layer = BigramEmbedding.from_corpus(sentences, tokenizer, embedding_dim=dim,
+                                            min_count=bigram_min_count, vectors=vectors, seed=seed)
+        layers.append(layer)
+        info["bigram"] = {"bigrams": layer.num_bigrams, "dim": dim, "min_count": bigram_min_count,
+                          "vectors": _describe(bigram_vectors, vectors)}
+    if "softlexicon" in names:
+        source = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
+        texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in sentences]
+        fitted = source.fit_to_corpus(texts, max_word_length=max_word_length) if fit_lexicon else source
+        vectors = word_vectors
+        if isinstance(vectors, str):
+            vectors = load_vectors(vectors)
+        elif vectors is None and train_vectors_if_missing:
+            vectors = train_word_vectors(sentences, dim, seed=seed)
+        layer = SoftLexiconEmbedding.from_lexicon(fitted, tokenizer, embedding_dim=dim,
+                                                  max_word_length=max_word_length, vectors=vectors, seed=seed)
+        layers.append(layer)
+        info["softlexicon"] = {"lexicon": source.source, "lexicon_words": len(source),
+                               "words_in_training_text": len(fitted), "words_used": layer.num_words,
+                               "max_word_length": max_word_length, "dim": dim,
+                               "vectors": _describe(word_vectors, vectors)}
+    return layers, info
+
+
+def _describe(given, vectors):
+    if isinstance(given, str):
+        return given
+    if given is not None:
+        return "given"
+    return "gensim word2vec trained on the training text" if vectors is not None else "random"
