@@ -1,4 +1,4 @@
-"""predict_task_tags: one auxiliary-task tag per character, long sentences cut into pieces."""
+"""predict_task_tags: one auxiliary-task tag per character, long sentences windowed (as predict_tags)."""
 
 import pytest
 

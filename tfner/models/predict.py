@@ -38,6 +38,44 @@ def predict_tags(tagger, texts, *, tokenizer=None, batch_size=64, max_length=Non
     tokenizer = tokenizer or tagger.tokenizer()
     if max_length is None:
         max_length = getattr(tagger.representation, "max_length", None) or DEFAULT_PREDICT_MAX_LENGTH
+    tag_ids = tag_windows(_tag_function(tagger), texts, tokenizer, batch_size=batch_size,
+                          max_length=max_length, overlap=overlap)
+    results = []
+    for ids in tag_ids:
+        tags = [tagger.labels[int(t)] for t in ids]
+        if repair and tagger.decoder == "softmax":
+            tags = repair_transitions(tags, scheme=tagger.scheme)
+        results.append(tags)
+    return results
+
+
+def tag_windows(tag_function, texts, tokenizer, *, batch_size=64, max_length=DEFAULT_PREDICT_MAX_LENGTH,
+                overlap=0):
+    """Tag ids for every character of every text, through windows: the loop `predict_tags` (and
+    the multi-task heads' `predict_task_tags`) share.
+
+    Texts longer than `max_length` are cut at punctuation into windows (`window_spans`), the windows
+    are sorted by length and batched (little padding), `tag_function` tags each batch, and the
+    windows' tags are stitched back (`stitch`: each character from the window where it is most
+    central), so the output has exactly one id per input character.
+
+    Args:
+        tag_function: `{"token_ids": int32 [B, T], "padding_mask": bool [B, T]} -> int [B, T]`.
+        texts: strings, lists of characters, or `TaggedSentence`s.
+        tokenizer: a `CharTokenizer`.
+        batch_size: windows per call of `tag_function`.
+        max_length: window size in characters.
+        overlap: characters of context shared by neighbouring windows.
+
+    Returns:
+        A list of int lists, `len(result[i]) == len(texts[i])`.
+
+    Example:
+    >>> from tfner.preprocessing import CharTokenizer
+    >>> tok = CharTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "，"])
+    >>> tag_windows(lambda x: x["token_ids"], ["ab，ab", "b"], tok, max_length=3)   # tag = the id
+    [[4, 5, 6, 4, 5], [5]]
+    """
     char_lists = [_chars(t) for t in texts]
     windows = []  # (text index, start, end)
     spans_per_text = []
@@ -56,7 +94,7 @@ def predict_tags(tagger, texts, *, tokenizer=None, batch_size=64, max_length=Non
         for r, x in enumerate(ids):
             token_ids[r, :len(x)] = x
             mask[r, :len(x)] = True
-        tag_ids = np.asarray(_tag_function(tagger)({"token_ids": token_ids, "padding_mask": mask}))
+        tag_ids = np.asarray(tag_function({"token_ids": token_ids, "padding_mask": mask}))
         for r, w in enumerate(batch):
             window_tags[w] = tag_ids[r, :len(ids[r])].tolist()
     results = []
@@ -64,11 +102,7 @@ def predict_tags(tagger, texts, *, tokenizer=None, batch_size=64, max_length=Non
     for chars, spans in zip(char_lists, spans_per_text):
         pieces = window_tags[w:w + len(spans)]
         w += len(spans)
-        ids = stitch(pieces, spans, len(chars)) if spans else []
-        tags = [tagger.labels[int(t)] for t in ids]
-        if repair and tagger.decoder == "softmax":
-            tags = repair_transitions(tags, scheme=tagger.scheme)
-        results.append(tags)
+        results.append(stitch(pieces, spans, len(chars)) if spans else [])
     return results
 
 

@@ -538,47 +538,34 @@ def fit_multitask(model, corpora, config=None, *, dev_sentences=None, callbacks=
 # ------------------------------------------------------------------------------------------
 
 
-def predict_task_tags(model, sentences, task, *, batch_size=128, max_length=None):
+def predict_task_tags(model, sentences, task, *, batch_size=128, max_length=None, overlap=0):
     """One task's Viterbi tags (strings) for every sentence, from a `MultiTaskTagger`.
 
-    For the auxiliary heads (CWS, POS) what `predict_tags` is for NER: sentences longer than
-    `max_length` are cut into consecutive pieces of at most `max_length` characters (no
-    overlap) and the pieces' tags joined, so each sentence gets one tag per character.
+    For the auxiliary heads (CWS, POS) what `predict_tags` is for NER, through the same loop
+    (`tfner.models.predict.tag_windows`): sentences longer than `max_length` are cut at
+    punctuation into windows, tagged in length-sorted batches and stitched back, so each
+    sentence gets one tag per character.
 
     Args:
         model: a `MultiTaskTagger`.
         sentences: `TaggedSentence`s, strings or lists of characters.
         task: one of `model.task_names`.
-        batch_size: pieces per forward pass (sorted by length to limit padding).
-        max_length: the longest piece (default: 510).
+        batch_size: windows per forward pass.
+        max_length: the longest window (default: 510).
+        overlap: characters of context shared by neighbouring windows.
 
     Returns:
         A list of tag lists.
     """
+    from tfner.models.predict import DEFAULT_PREDICT_MAX_LENGTH, tag_windows
+
     if task not in model.task_names:
         raise ValueError(f"task {task!r} is not a task of the model ({list(model.task_names)})")
-    tokenizer = model.tokenizer()
     labels = model.task_labels[task]
-    limit = max_length or 510
-    chars = [list(getattr(s, "chars", s)) for s in sentences]
-    pieces = [(i, start, min(start + limit, len(c))) for i, c in enumerate(chars)
-              for start in range(0, len(c), limit)]
-    order = sorted(range(len(pieces)), key=lambda p: pieces[p][2] - pieces[p][1])
-    piece_tags = [None] * len(pieces)
-    for b in range(0, len(order), batch_size):
-        batch = order[b:b + batch_size]
-        ids = [tokenizer.encode(chars[pieces[p][0]][pieces[p][1]:pieces[p][2]]) for p in batch]
-        width = max(len(x) for x in ids)
-        token_ids = np.full((len(ids), width), tokenizer.pad_id, dtype=np.int32)
-        mask = np.zeros((len(ids), width), dtype=bool)
-        for r, x in enumerate(ids):
-            token_ids[r, :len(x)] = x
-            mask[r, :len(x)] = True
-        out = model({"token_ids": token_ids, "padding_mask": mask}, training=False)
-        tags = keras.ops.convert_to_numpy(out[f"{task}_tags"])
-        for r, p in enumerate(batch):
-            piece_tags[p] = [labels[int(t)] for t in tags[r, :len(ids[r])]]
-    result = [[] for _ in chars]
-    for (i, _, _), tags in zip(pieces, piece_tags):
-        result[i].extend(tags)
-    return result
+
+    def tag_function(inputs):
+        return keras.ops.convert_to_numpy(model(inputs, training=False)[f"{task}_tags"])
+
+    ids = tag_windows(tag_function, sentences, model.tokenizer(), batch_size=batch_size,
+                      max_length=max_length or DEFAULT_PREDICT_MAX_LENGTH, overlap=overlap)
+    return [[labels[int(t)] for t in row] for row in ids]
