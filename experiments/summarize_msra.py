@@ -34,6 +34,13 @@ def summarize(root):
         for key, default in (("context_layers", 1), ("layer_decay", 1.0)):
             if args.get(key, default) != default:
                 arg_text += f", {key}={args[key]}"
+        if args.get("features"):
+            arg_text += f", features={args['features']}"
+            if "softlexicon" in args["features"]:
+                arg_text += f", lexicon={args.get('lexicon', 'jieba')}, max_word_length={args.get('max_word_length', 6)}"
+            arg_text += f", feature_dim={args.get('feature_dim', 50)}"
+            if "bigram" in args["features"]:
+                arg_text += f", bigram_min_count={args.get('bigram_min_count', 1)}"
         if args.get("test_fraction", 1) != 1:
             arg_text += f", test_fraction={args['test_fraction']}"
         for row, res in metrics["rows"].items():

@@ -184,3 +184,30 @@ print(json.dumps({"backend": keras.backend.backend(),
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["backend"] == "jax" and report["slots_ok"] and report["lex_pad"] < 1e-6
     assert report["big_ids"][0] == report["big_ids"][1][:5] + [0, 0]
+
+
+def test_in_model_matching_equals_the_python_reference_on_the_msra_test_set(msra_data_root, vocab_file):
+    """jieba's whole dictionary (int64 trie keys), every MSRA test sentence: 0 differences."""
+    from tfner.data import read_msra
+    from tfner.features import Lexicon, SoftLexiconEmbedding, reference_slot_ids
+    from tfner.preprocessing import CharTokenizer
+
+    tokenizer = CharTokenizer.from_vocab_file(vocab_file)
+    layer = SoftLexiconEmbedding.from_lexicon(Lexicon.from_jieba(), tokenizer, embedding_dim=2,
+                                              max_word_length=6)
+    assert layer.num_words > 300_000 and layer.key_dtype == "int64"
+    index = {tuple(tokenizer.encode(w).tolist()): i for i, w in enumerate(layer.words, 1)}
+    test = read_msra("test", data_dir=msra_data_root)
+    differing = matched = 0
+    for b in range(0, len(test), 512):
+        sentences = test[b:b + 512]
+        width = max(len(s.chars) for s in sentences)
+        ids = np.zeros((len(sentences), width), np.int32)
+        for r, s in enumerate(sentences):
+            ids[r, :len(s.chars)] = tokenizer.encode(s.chars)
+        got = np.asarray(layer.slot_ids(ids))
+        for r, s in enumerate(sentences):
+            want = reference_slot_ids(ids[r, :len(s.chars)], index, 6)
+            differing += not np.array_equal(got[r, :len(s.chars)], want)
+            matched += int((want > 0).sum())
+    assert len(test) == 4631 and differing == 0 and matched > 100_000
