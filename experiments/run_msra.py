@@ -89,6 +89,9 @@ class MsraArgs:
         default="", metadata={"help": "word2vec file for the lexicon words (default: gensim on train)"})
     bigram_vectors: str = dataclasses.field(
         default="", metadata={"help": "word2vec file for bigrams (default: gensim on train)"})
+    unseen_words: str = dataclasses.field(
+        default="drop", metadata={"help": "lexicon words absent from the training text: drop, or shared "
+                                          "(kept, one vector per word length)"})
     feature_dim: int = dataclasses.field(default=50, metadata={"help": "bigram / lexicon vector size"})
     max_word_length: int = dataclasses.field(default=6, metadata={"help": "longest lexicon word matched"})
     bigram_min_count: int = dataclasses.field(
@@ -280,10 +283,8 @@ class _FeatureSource:
         start = time.perf_counter()
         self.word_vectors = self.bigram_vectors = self.lexicon = None
         if "softlexicon" in self.names:
-            source = Lexicon.load(args.lexicon)
-            self.source_words = len(source)
-            self.lexicon = source.fit_to_corpus(
-                ["".join(s.chars) for s in train], max_word_length=args.max_word_length)
+            self.lexicon = Lexicon.load(args.lexicon)
+            self.source_words = len(self.lexicon)
             self.word_vectors = (load_vectors(args.word_vectors) if args.word_vectors
                                  else train_word_vectors(train, args.feature_dim, seed=args.seed))
         if "bigram" in self.names:
@@ -296,7 +297,7 @@ class _FeatureSource:
         from tfner.features import build_input_features
 
         layers, info = build_input_features(
-            self.train, tokenizer, self.names, lexicon=self.lexicon, fit_lexicon=False,
+            self.train, tokenizer, self.names, lexicon=self.lexicon, unseen_words=self.args.unseen_words,
             word_vectors=self.word_vectors, bigram_vectors=self.bigram_vectors, dim=self.args.feature_dim,
             max_word_length=self.args.max_word_length, bigram_min_count=self.args.bigram_min_count,
             seed=self.args.seed)

@@ -37,7 +37,7 @@ def summarize(root):
         if args.get("features"):
             arg_text += f", features={args['features']}"
             if "softlexicon" in args["features"]:
-                arg_text += f", lexicon={args.get('lexicon', 'jieba')}, max_word_length={args.get('max_word_length', 6)}"
+                arg_text += f", lexicon={args.get('lexicon', 'jieba')}, max_word_length={args.get('max_word_length', 6)}, unseen_words={args.get('unseen_words', 'drop')}"
             arg_text += f", feature_dim={args.get('feature_dim', 50)}"
             if "bigram" in args["features"]:
                 arg_text += f", bigram_min_count={args.get('bigram_min_count', 1)}"

@@ -211,3 +211,25 @@ def test_in_model_matching_equals_the_python_reference_on_the_msra_test_set(msra
             differing += not np.array_equal(got[r, :len(s.chars)], want)
             matched += int((want > 0).sum())
     assert len(test) == 4631 and differing == 0 and matched > 100_000
+
+
+def test_words_unseen_in_training_share_one_vector_per_length(tmp_path):
+    from tfner.features import build_input_features
+
+    tokenizer = _tokenizer()
+    lexicon_file = tmp_path / "words.txt"
+    lexicon_file.write_text("北京\n大学\n南京\n人民\n北京大学\n", encoding="utf-8")
+    (layer,), info = build_input_features(["北京大学"], tokenizer, ["softlexicon"], lexicon=str(lexicon_file),
+                                          dim=3, max_word_length=4, unseen_words="shared",
+                                          train_vectors_if_missing=False)
+    assert info["softlexicon"]["words_used"] == 5 and layer.num_rows == 5 + 3  # 0, 4 lengths, 3 own
+    layer.build()
+    rows = dict(zip(layer.words, np.asarray(layer.word_row)[1:].tolist()))
+    assert rows["南京"] == rows["人民"] == 2 and len({rows["北京"], rows["大学"], rows["北京大学"]}) == 3
+    ids = tokenizer.encode("南京人民")[None]
+    out = np.asarray(layer(ids, np.ones_like(ids, bool)))
+    assert np.abs(out).sum() > 0  # unseen words still give a feature
+    restored = type(layer).from_config(layer.get_config())
+    restored.build()
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(np.asarray(restored(ids, np.ones_like(ids, bool))), out, rtol=1e-6)

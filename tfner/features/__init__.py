@@ -50,7 +50,7 @@ def parse_features(spec):
 
 def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"), *, lexicon="jieba",
                          word_vectors=None, bigram_vectors=None, dim=50, max_word_length=6,
-                         bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, seed=0):
+                         bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, unseen_words="drop", seed=0):
     """The feature layers for a training corpus.
 
     Args:
@@ -60,6 +60,9 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
         lexicon: ``"jieba"``, a word list, a word2vec file, or a :class:`Lexicon`.
         fit_lexicon: keep only the lexicon words that occur in ``sentences``, counted there
             (:meth:`Lexicon.fit_to_corpus`); False: use ``lexicon`` as it is (already fitted).
+        unseen_words: lexicon words that do not occur in ``sentences``: ``"drop"`` them, or keep
+            them with ``"shared"`` vectors (one per word length; their frequency weight is 1), so
+            the lexicon still marks the boundaries of words the training text never had.
         word_vectors, bigram_vectors: word2vec files (or ``KeyedVectors``) for initial vectors;
             default: trained with gensim on ``sentences`` (``train_vectors_if_missing``).
         dim: vector size of both features (SoftLexicon adds ``4 * dim``).
@@ -86,18 +89,27 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
     if "softlexicon" in names:
         source = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
         texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in sentences]
+        if unseen_words not in ("drop", "shared"):
+            raise ValueError(f"unseen_words must be 'drop' or 'shared', got {unseen_words!r}")
         fitted = source.fit_to_corpus(texts, max_word_length=max_word_length) if fit_lexicon else source
+        own, in_training_text = None, len(fitted)
+        if unseen_words == "shared":
+            own = set(fitted.counts)
+            counts = {w: 0 for w in source.counts if len(w) <= max_word_length}
+            counts.update(fitted.counts)
+            fitted = Lexicon(counts, source=f"{source.source} (words of the training text counted there)")
         vectors = word_vectors
         if isinstance(vectors, str):
             vectors = load_vectors(vectors)
         elif vectors is None and train_vectors_if_missing:
             vectors = train_word_vectors(sentences, dim, seed=seed)
         layer = SoftLexiconEmbedding.from_lexicon(fitted, tokenizer, embedding_dim=dim,
-                                                  max_word_length=max_word_length, vectors=vectors, seed=seed)
+                                                  max_word_length=max_word_length, vectors=vectors, seed=seed,
+                                                  own_vectors=own)
         layers.append(layer)
         info["softlexicon"] = {"lexicon": source.source, "lexicon_words": len(source),
-                               "words_in_training_text": len(fitted), "words_used": layer.num_words,
-                               "max_word_length": max_word_length, "dim": dim,
+                               "words_in_training_text": in_training_text, "words_used": layer.num_words,
+                               "max_word_length": max_word_length, "dim": dim, "unseen_words": unseen_words,
                                "vectors": _describe(word_vectors, vectors)}
     return layers, info
 

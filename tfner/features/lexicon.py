@@ -304,6 +304,8 @@ class SoftLexiconEmbedding(keras.layers.Layer):
         key_dtype: ``"int32"`` or ``"int64"`` (int64 needs ``jax_enable_x64`` on JAX).
         alphabet_size: distinct characters of the lexicon.
         trainable_embeddings: fine-tune the word vectors.
+        num_rows: rows of the vector table when words share rows (``from_lexicon(...,
+            own_vectors=...)``): word ``i`` uses row ``word_row[i]``; 0 = one row per word.
 
     Example:
     >>> from tfner.preprocessing import CharTokenizer
@@ -319,7 +321,7 @@ class SoftLexiconEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, vocabulary_size, num_edges, num_words, embedding_dim=50, max_word_length=6,
-                 key_dtype="int32", alphabet_size=0, trainable_embeddings=True, **kwargs):
+                 key_dtype="int32", alphabet_size=0, trainable_embeddings=True, num_rows=0, **kwargs):
         super().__init__(**kwargs)
         if key_dtype not in ("int32", "int64"):
             raise ValueError(f"key_dtype must be 'int32' or 'int64', got {key_dtype!r}")
@@ -331,6 +333,7 @@ class SoftLexiconEmbedding(keras.layers.Layer):
         self.key_dtype = key_dtype
         self.alphabet_size = int(alphabet_size)
         self.trainable_embeddings = bool(trainable_embeddings)
+        self.num_rows = int(num_rows)
         self.slots = softlexicon_slots(self.max_word_length)
         set_of_slot = np.zeros((len(self.slots), 4), dtype="float32")
         for s, (_, _, which) in enumerate(self.slots):
@@ -341,7 +344,7 @@ class SoftLexiconEmbedding(keras.layers.Layer):
 
     @classmethod
     def from_lexicon(cls, lexicon, tokenizer, *, embedding_dim=50, max_word_length=6, vectors=None,
-                     trainable_embeddings=True, seed=0, name="softlexicon", **kwargs):
+                     trainable_embeddings=True, own_vectors=None, seed=0, name="softlexicon", **kwargs):
         """A layer for ``lexicon`` over ``tokenizer``'s character ids.
 
         Args:
@@ -351,6 +354,10 @@ class SoftLexiconEmbedding(keras.layers.Layer):
             max_word_length: longest word matched (slots per character: ``L (L + 1) / 2``).
             vectors: ``{word: vector}`` (e.g. gensim ``KeyedVectors``) for initial word vectors;
                 words without one get random-normal rows scaled like the found ones.
+            own_vectors: the words that get a vector of their own (e.g. those of the training
+                text); the others share one vector per word length ("a lexicon word of length l
+                covers this character", which generalises to words never seen in training).
+                None: every word has its own vector.
             seed: seed of the random rows.
         """
         words, sequences = _word_ids(lexicon, tokenizer, max_word_length)
@@ -358,18 +365,34 @@ class SoftLexiconEmbedding(keras.layers.Layer):
             raise ValueError(f"{lexicon!r}: no word of at most {max_word_length} characters that the "
                              f"tokenizer can spell (all have unknown characters?)")
         trie = build_trie(sequences, len(tokenizer.vocabulary))
+        if own_vectors is not None:
+            own = set(own_vectors)
+            word_row = np.zeros(len(words) + 1, dtype=np.int32)
+            next_row = max_word_length + 1  # rows 1..L: the shared vector of each length
+            for i, w in enumerate(words, 1):
+                if w in own:
+                    word_row[i] = next_row
+                    next_row += 1
+                else:
+                    word_row[i] = len(w)
+            num_rows = next_row
         layer = cls(len(tokenizer.vocabulary), len(trie["keys"]), len(words), embedding_dim=embedding_dim,
                     max_word_length=max_word_length, key_dtype=trie["key_dtype"],
                     alphabet_size=int(trie["alphabet"].max()), trainable_embeddings=trainable_embeddings,
-                    name=name, **kwargs)
+                    num_rows=num_rows if own_vectors is not None else 0, name=name, **kwargs)
         frequency = np.zeros(len(words) + 1, dtype="float32")
         frequency[1:] = [1.0 + lexicon.counts.get(w, 0) for w in words]
         rng = np.random.default_rng(seed)
         found = [w for w in words if vectors is not None and w in vectors]
         scale = float(np.std([vectors[w] for w in found])) if found else 0.1
-        table = rng.normal(0.0, scale, size=(len(words) + 1, embedding_dim)).astype("float32")
+        rows = layer.num_rows or len(words) + 1
+        table = rng.normal(0.0, scale, size=(rows, embedding_dim)).astype("float32")
         table[0] = 0.0
         for i, w in enumerate(words, 1):
+            if layer.num_rows:
+                if word_row[i] > max_word_length and vectors is not None and w in vectors:
+                    table[word_row[i]] = np.asarray(vectors[w], dtype="float32")
+                continue
             if vectors is not None and w in vectors:
                 vector = np.asarray(vectors[w], dtype="float32")
                 if vector.shape != (embedding_dim,):
@@ -380,6 +403,10 @@ class SoftLexiconEmbedding(keras.layers.Layer):
                     len(found), len(trie["keys"]), trie["key_dtype"])
         layer._initial = {"alphabet": trie["alphabet"], "keys": trie["keys"], "node_word": trie["node_word"],
                           "frequency": frequency, "embeddings": table}
+        if layer.num_rows:
+            layer._initial["word_row"] = word_row
+            logger.info("SoftLexicon: %d words have a vector of their own, %d share one per length",
+                        int((word_row > max_word_length).sum()), int(((word_row > 0) & (word_row <= max_word_length)).sum()))
         layer.words = words
         return layer
 
@@ -392,7 +419,10 @@ class SoftLexiconEmbedding(keras.layers.Layer):
                                          initializer="zeros", name="node_word")
         self.frequency = self.add_weight(shape=(self.num_words + 1,), dtype="float32", trainable=False,
                                          initializer="zeros", name="frequency")
-        self.embeddings = self.add_weight(shape=(self.num_words + 1, self.embedding_dim),
+        if self.num_rows:
+            self.word_row = self.add_weight(shape=(self.num_words + 1,), dtype="int32", trainable=False,
+                                            initializer="zeros", name="word_row")
+        self.embeddings = self.add_weight(shape=(self.num_rows or self.num_words + 1, self.embedding_dim),
                                           initializer="zeros", trainable=self.trainable_embeddings,
                                           name="embeddings")
         if self._initial is not None:
@@ -438,7 +468,8 @@ class SoftLexiconEmbedding(keras.layers.Layer):
         if padding_mask is not None:
             slot_ids = ops.where(ops.expand_dims(ops.cast(padding_mask, "bool"), -1), slot_ids, 0)
         weight = ops.take(self.frequency, slot_ids)  # [B, T, S]
-        vectors = ops.take(self.embeddings, slot_ids, axis=0)  # [B, T, S, D]
+        rows = ops.take(self.word_row, slot_ids) if self.num_rows else slot_ids
+        vectors = ops.take(self.embeddings, rows, axis=0)  # [B, T, S, D]
         weight = ops.cast(weight, vectors.dtype)
         set_of_slot = ops.cast(ops.convert_to_tensor(self._set_of_slot), vectors.dtype)
         pooled = ops.einsum("btsd,sk->btkd", vectors * ops.expand_dims(weight, -1), set_of_slot)
@@ -458,5 +489,6 @@ class SoftLexiconEmbedding(keras.layers.Layer):
             "num_words": self.num_words, "embedding_dim": self.embedding_dim,
             "max_word_length": self.max_word_length, "key_dtype": self.key_dtype,
             "alphabet_size": self.alphabet_size, "trainable_embeddings": self.trainable_embeddings,
+            "num_rows": self.num_rows,
         })
         return config
