@@ -30,3 +30,4 @@ from tfner.layers.crf_ops import (
 from tfner.layers.context import RecurrentContext, SoftmaxDecoder, build_context_layer
 from tfner.layers.conv_context import ConvContext, IteratedDilatedConvContext
 from tfner.layers.transformer_context import TransformerContext
+from tfner.layers.span_decoders import GlobalPointerDecoder, SpanPointerDecoder, build_span_decoder

@@ -65,7 +65,7 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
                  decoder=None, context_units=128, context_layers=1, embedding_dim=128,
                  embedding_matrix=None, dropout=0.1, scheme="BIO", constrained=True,
                  num_layers=None, embeddings_only=False, random_init=False, name=None,
-                 context_options=None, features=None):
+                 context_options=None, features=None, decoder_options=None):
     """Build a tagger from a preset name and/or components.
 
     Args:
@@ -76,7 +76,9 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
             `EncoderBundle`; None for character presets.
         vocabulary: the character vocabulary (list of tokens); default: the encoder's vocab.txt.
         context, decoder: override the preset's components (context: `"bilstm"`, `"bigru"`,
-            `"cnn"`, `"idcnn"`, `"transformer"` or `"none"`).
+            `"cnn"`, `"idcnn"`, `"transformer"` or `"none"`; decoder: `"crf"`, `"softmax"`,
+            `"span"` or `"global_pointer"`, see `NERTagger`).
+        decoder_options: further keyword arguments of a span decoder (e.g. `{"head_size": 32}`).
         context_options: further keyword arguments of the context layer (see `NERTagger`).
         context_units, context_layers, embedding_dim, dropout, scheme, constrained: see `NERTagger`.
         embedding_matrix: initial character embeddings [V, D] for character presets (e.g. from
@@ -120,7 +122,7 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
         representation, labels=labels, vocabulary=tokenizer.vocabulary, context=context,
         context_units=context_units, context_layers=context_layers, decoder=decoder,
         embedding_dim=embedding_dim, dropout=dropout, scheme=scheme, constrained=constrained,
-        context_options=context_options, features=features, name=name or (preset or "tagger").replace("-", "_"),
+        context_options=context_options, features=features, decoder_options=decoder_options, name=name or (preset or "tagger").replace("-", "_"),
     )
     if embedding_matrix is not None and representation == "char":
         tagger.representation.set_weights([embedding_matrix.astype("float32")])

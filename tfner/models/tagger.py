@@ -14,6 +14,7 @@ import tfner.encoders  # noqa: F401  (registers the encoder layers a saved tagge
 import tfner.features  # noqa: F401  (registers the input feature layers a saved tagger may contain)
 from tfner.layers.context import SoftmaxDecoder, build_context_layer
 from tfner.layers.crf import CRFDecoder
+from tfner.layers.span_decoders import SPAN_DECODERS, build_span_decoder
 
 
 @keras.saving.register_keras_serializable(package="tfner")
@@ -41,7 +42,12 @@ class NERTagger(keras.Model):
         context_layers: number of stacked context layers.
         context_options: further keyword arguments of the context layer (e.g.
             `{"kernel_sizes": [3, 5], "merge": "sum"}` for `"cnn"`); None for the defaults.
-        decoder: `"crf"` or `"softmax"`.
+        decoder: `"crf"`, `"softmax"`, or a span decoder (`tfner.layers.span_decoders`): `"span"`
+            (start/end pointers) or `"global_pointer"` (every span scored per type; nested entities).
+            A span decoder reads the hidden states (no `"emissions"` output); the model outputs its
+            scores (`"start_logits"` / `"end_logits"`, or `"span_scores"`) and `"tags"` derived from
+            the decoded spans; `y` may then also be `{"tags": [B, T], "spans": [B, S, 3]}`.
+        decoder_options: further keyword arguments of a span decoder (e.g. `{"head_size": 32}`).
         embedding_dim: size of the character embedding when `representation="char"`.
         dropout: dropout before and after the context layer.
         scheme: the tag scheme of `labels` ("BIO", "BIOES", "BIOS"): used for CRF constraints.
@@ -74,12 +80,13 @@ class NERTagger(keras.Model):
         constrained=True,
         context_options=None,
         features=None,
+        decoder_options=None,
         **kwargs,
     ):
         if not labels:
             raise ValueError("NERTagger needs `labels` (the tag strings, 'O' first).")
-        if decoder not in ("crf", "softmax"):
-            raise ValueError(f"decoder must be 'crf' or 'softmax', got {decoder!r}")
+        if decoder not in ("crf", "softmax") + SPAN_DECODERS:
+            raise ValueError(f"decoder must be one of {('crf', 'softmax') + SPAN_DECODERS}, got {decoder!r}")
         labels = list(labels)
         num_tags = len(labels)
 
@@ -102,8 +109,10 @@ class NERTagger(keras.Model):
             if context else None
         )
         dropout_out = keras.layers.Dropout(dropout, name="dropout_out") if context else None
-        emission_layer = keras.layers.Dense(num_tags, name="emissions")
-        if decoder == "crf":
+        emission_layer = None if decoder in SPAN_DECODERS else keras.layers.Dense(num_tags, name="emissions")
+        if decoder in SPAN_DECODERS:
+            decoder_layer = build_span_decoder(decoder, labels, scheme=scheme, options=decoder_options)
+        elif decoder == "crf":
             decoder_layer = CRFDecoder.for_labels(
                 labels, scheme=scheme, constrained=constrained, name="crf")
         else:
@@ -123,11 +132,14 @@ class NERTagger(keras.Model):
         if context_layer is not None:
             x = context_layer(x, mask=padding_mask)
             x = dropout_out(x)
-        emissions = emission_layer(x)
-        tags = decoder_layer(emissions, mask=padding_mask)
+        if emission_layer is None:
+            outputs = dict(decoder_layer(x, mask=padding_mask))
+        else:
+            emissions = emission_layer(x)
+            outputs = {"emissions": emissions, "tags": decoder_layer(emissions, mask=padding_mask)}
         super().__init__(
             inputs={"token_ids": token_ids, "padding_mask": padding_mask},
-            outputs={"emissions": emissions, "tags": tags},
+            outputs=outputs,
             **kwargs,
         )
 
@@ -141,6 +153,7 @@ class NERTagger(keras.Model):
         self.context_layers = context_layers
         self.context_options = dict(context_options) if context_options else None
         self.decoder = decoder
+        self.decoder_options = dict(decoder_options) if decoder_options else None
         self.embedding_dim = embedding_dim
         self.dropout = dropout
         self.scheme = scheme
@@ -151,6 +164,8 @@ class NERTagger(keras.Model):
     # --- training -------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         mask = x["padding_mask"]
+        if self.decoder in SPAN_DECODERS:
+            return self._aggregate_additional_loss(self.decoder_layer.loss(y_pred, y, mask))
         emissions = y_pred["emissions"]
         y = ops.cast(y, "int32")
         if self.decoder == "crf":
@@ -194,6 +209,8 @@ class NERTagger(keras.Model):
         }
         if self.feature_layers:
             config["features"] = [keras.layers.serialize(layer) for layer in self.feature_layers]
+        if self.decoder_options:
+            config["decoder_options"] = self.decoder_options
         return config
 
     @classmethod
