@@ -15,6 +15,9 @@ class TaggedSentence:
         features: optional extra per-character layers, each a list as long as ``chars``
             (e.g. Weibo's word-position digit under ``"word_position"``).
         source: ``"path:line"`` of the sentence's first line, for error messages.
+        spans: optional gold entities ``(type, start, end_exclusive)`` including the nested ones
+            the flat tags cannot hold (e.g. ``read_cluener(..., nested="keep")``); ``None`` means
+            the entities are those of the tags.
 
     Example:
     >>> s = TaggedSentence(list("王小明在北京"), ["B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC"])
@@ -26,6 +29,7 @@ class TaggedSentence:
     tags: list
     features: dict = dataclasses.field(default_factory=dict)
     source: str | None = None
+    spans: list | None = None
 
     def __post_init__(self):
         if self.tags and len(self.tags) != len(self.chars):

@@ -493,8 +493,10 @@ def read_cluener(path, *, scheme: str | None = "BIOS", nested: str = "outer", st
     that cross (overlap without one containing the other) raise. A span nested inside another one
     cannot be expressed in flat tags: with ``nested="outer"`` (default) the enclosing entity is kept
     and the nested one left out, with one warning per file giving the count and the first location
-    (train.json has two: e.g. company 招商银行 inside a book title, line 1507); ``nested="error"``
-    raises. A line without ``"label"`` (the unpublished test split) gives ``tags == []``, which
+    (train.json has two: e.g. company 招商银行 inside a book title, line 1507); ``nested="keep"``
+    also keeps the outer one in the tags and stores every entity, nested ones included, in
+    ``TaggedSentence.spans`` (for span decoders such as GlobalPointer, and span-set scoring);
+    ``nested="error"`` raises. A line without ``"label"`` (the unpublished test split) gives ``tags == []``, which
     means *unlabelled*; an empty ``"label"`` gives all ``"O"``; ``"label": null`` is read as no
     entities (all ``"O"``) with one warning per file giving the count. Other keys (the test split's
     ``"id"``, equal to the line index) are not kept; ``source`` names the line.
@@ -502,7 +504,7 @@ def read_cluener(path, *, scheme: str | None = "BIOS", nested: str = "outer", st
     Args:
         path: ``train.json`` / ``dev.json`` / ``test.json``.
         scheme: output tag scheme (default ``"BIOS"``, as used with CLUENER; ``None`` means BIOS).
-        nested: ``"outer"`` or ``"error"``, see above.
+        nested: ``"outer"``, ``"keep"`` or ``"error"``, see above.
         strict: raise instead of repairing: nested entities and ``"label": null`` become errors.
         encoding: ``None`` (automatic) or a codec name.
 
@@ -519,8 +521,8 @@ def read_cluener(path, *, scheme: str | None = "BIOS", nested: str = "outer", st
     ['O', 'B-address', 'I-address']
     """
     scheme = normalize_scheme(scheme if scheme is not None else "BIOS")
-    if nested not in ("outer", "error"):
-        raise ValueError(f"nested must be 'outer' or 'error', got {nested!r}")
+    if nested not in ("outer", "keep", "error"):
+        raise ValueError(f"nested must be 'outer', 'keep' or 'error', got {nested!r}")
     if strict:
         nested = "error"
     sentences = []
@@ -546,7 +548,8 @@ def read_cluener(path, *, scheme: str | None = "BIOS", nested: str = "outer", st
                 raise CorpusError(path, lineno, '"label" is null (strict=True; leave "label" out for unlabelled text)')
             null_labels += 1
             first_null = first_null or where
-        spans, inner = _cluener_spans(record["label"], text, path, lineno, nested)
+        nested_spans = []
+        spans, inner = _cluener_spans(record["label"], text, path, lineno, nested, nested_spans)
         if inner:
             dropped += len(inner)
             first = first or f"{where} ({inner[0]})"
@@ -554,14 +557,20 @@ def read_cluener(path, *, scheme: str | None = "BIOS", nested: str = "outer", st
             tags = tags_from_spans(spans, len(text), scheme)
         except ValueError as error:
             raise CorpusError(path, lineno, str(error)) from None
-        sentences.append(TaggedSentence(list(text), tags, {}, where))
+        sentence = TaggedSentence(list(text), tags, {}, where)
+        if nested == "keep":
+            sentence.spans = sorted(spans + nested_spans, key=lambda s: (s[1], s[2], s[0]))
+        sentences.append(sentence)
     _check_sentences(sentences, path, None, len(lines_of_file), what="line")
     if null_labels:
         logger.warning(
             '%s: read %d lines with "label": null as having no entities (all O); first at %s. '
             'If they are unlabelled, leave "label" out', path, null_labels, first_null,
         )
-    if dropped:
+    if dropped and nested == "keep":
+        logger.info("%s: %d entities nested inside another entity are kept in TaggedSentence.spans "
+                    "(the tags hold the enclosing one); first at %s", path, dropped, first)
+    elif dropped:
         logger.warning(
             "%s: left out %d entities nested inside another entity (flat tags cannot hold both); "
             "first at %s", path, dropped, first,
@@ -569,8 +578,9 @@ def read_cluener(path, *, scheme: str | None = "BIOS", nested: str = "outer", st
     return sentences
 
 
-def _cluener_spans(label, text, path, lineno, nested="outer"):
-    """Checked ``(type, start, end_exclusive)`` spans, and descriptions of nested ones left out."""
+def _cluener_spans(label, text, path, lineno, nested="outer", nested_spans=None):
+    """Checked ``(type, start, end_exclusive)`` spans, and descriptions of nested ones left out
+    (appended to ``nested_spans`` too when it is a list)."""
     if label is None:
         label = {}
     if not isinstance(label, dict):
@@ -621,6 +631,8 @@ def _cluener_spans(label, text, path, lineno, nested="outer"):
             if nested == "error":
                 raise CorpusError(path, lineno, f"entity {describe(span)} is nested inside {describe(outer)}")
             inner.append(f"{describe(span)} inside {describe(outer)}")
+            if nested_spans is not None:
+                nested_spans.append(span)
             continue
         kept.append(span)
     return kept, inner
@@ -656,7 +668,9 @@ def read_cluener2020(split: str = "train", data_dir=None, *, scheme: str = "BIOS
         split: split name.
         data_dir: corpus root holding ``cluener2020/``.
         scheme: output tag scheme.
-        nested: ``"outer"`` keeps the enclosing entity of a nested pair (logged), ``"error"`` raises.
+        nested: ``"outer"`` keeps the enclosing entity of a nested pair (logged), ``"keep"`` also
+            stores every entity in ``TaggedSentence.spans`` (see :func:`read_cluener`),
+            ``"error"`` raises.
         path: an explicit file instead.
         strict: raise on nested entities and ``"label": null`` instead of repairing.
         encoding: ``None`` (automatic) or a codec name.

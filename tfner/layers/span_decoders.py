@@ -172,16 +172,21 @@ class _SpanDecoderBase(keras.layers.Layer):
 
         def step(carry, inputs):
             current_type, current_start, current_end = carry
-            new_type, new_end, p = inputs
+            new_type, new_end, p = inputs[:, 0], inputs[:, 1], inputs[:, 2]
             accept = (new_type >= 0) & (p > current_end)
             carry = (ops.where(accept, new_type, current_type), ops.where(accept, p, current_start),
                      ops.where(accept, new_end, current_end))
             return carry, carry  # (keras.ops.scan on TensorFlow wants outputs shaped like the carry)
 
-        _, (current_type, current_start, current_end) = ops.scan(
-            step, (none, none, none), (ops.transpose(span_type), ops.transpose(span_end), positions))
+        # One scanned [T, B, 3] tensor of known rank: TensorFlow's ops.scan fails on several inputs
+        # of dynamic length (see tfner.layers.crf_ops).
+        shape = ops.shape(span_type)
+        batch, length = shape[0], shape[1]
+        packed = ops.stack([span_type, span_end, ops.broadcast_to(positions[None, :], shape)], axis=-1)
+        packed = ops.reshape(ops.transpose(packed, (1, 0, 2)), (length, batch, 3))
+        _, spans = ops.scan(step, (none, none, none), packed)
         current_type, current_start, current_end = (
-            ops.transpose(x) for x in (current_type, current_start, current_end))  # [B, T]: the span
+            ops.transpose(ops.reshape(x, (length, batch))) for x in spans)  # [B, T]: the span
         p = positions[None, :]  # written over each position, if any
         inside = (p <= current_end) & (current_type >= 0) & mask
         role = ops.where(p == current_start, ops.where(p == current_end, _S, _B),

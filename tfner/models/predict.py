@@ -106,7 +106,78 @@ def tag_windows(tag_function, texts, tokenizer, *, batch_size=64, max_length=DEF
     return results
 
 
+def predict_spans(tagger, texts, *, tokenizer=None, batch_size=64, max_length=None):
+    """Decoded entities, with a confidence each, of a tagger with a span decoder.
+
+    Unlike `predict_tags` this keeps every decoded span, nested ones included (GlobalPointer). Texts
+    longer than `max_length` are cut at punctuation into windows without overlap (an entity
+    across a cut is lost) and the windows' spans are shifted back.
+
+    Args:
+        tagger: an `NERTagger` with `decoder="span"` or `"global_pointer"`.
+        texts: strings, lists of characters, or `TaggedSentence`s.
+        tokenizer: a `CharTokenizer`; default: the tagger's own vocabulary.
+        batch_size: windows per forward pass.
+        max_length: window size in characters (default as `predict_tags`).
+
+    Returns:
+        Per text, a list of `(type, start, end_exclusive, confidence)` sorted by start, end and
+        type (label order); the confidence is `P(start type) * P(end type)` for `"span"` and
+        `sigmoid(score)` for `"global_pointer"`.
+
+    Example:
+    >>> # predict_spans(tagger, ["王小明在北京工作。"])   # [[("PER", 0, 3, 0.98), ("LOC", 4, 6, 0.95)]]
+    """
+    from tfner.layers.span_decoders import SPAN_DECODERS
+
+    if tagger.decoder not in SPAN_DECODERS:
+        raise ValueError(f"predict_spans needs a span decoder {SPAN_DECODERS}, not {tagger.decoder!r}")
+    tokenizer = tokenizer or tagger.tokenizer()
+    if max_length is None:
+        max_length = getattr(tagger.representation, "max_length", None) or DEFAULT_PREDICT_MAX_LENGTH
+    layer = tagger.decoder_layer
+    type_order = {t: i for i, t in enumerate(layer.types)}
+    char_lists = [_chars(t) for t in texts]
+    windows = [(i, s, e) for i, chars in enumerate(char_lists) if chars
+               for s, e in window_spans(chars, max_length, overlap=0)]
+    order = sorted(range(len(windows)), key=lambda w: windows[w][2] - windows[w][1])
+    results = [[] for _ in char_lists]
+    score = _output_function(tagger)
+    for b in range(0, len(order), batch_size):
+        batch = order[b:b + batch_size]
+        ids = [tokenizer.encode(char_lists[windows[w][0]][windows[w][1]:windows[w][2]]) for w in batch]
+        width = max(len(x) for x in ids)
+        token_ids = np.full((len(ids), width), tokenizer.pad_id, dtype="int32")
+        mask = np.zeros((len(ids), width), dtype=bool)
+        for r, x in enumerate(ids):
+            token_ids[r, :len(x)] = x
+            mask[r, :len(x)] = True
+        outputs = {k: np.asarray(v) for k, v in score({"token_ids": token_ids, "padding_mask": mask}).items()}
+        for r, spans in enumerate(layer.decode(outputs, mask)):
+            text, offset, _ = windows[batch[r]]
+            results[text].extend((t, s + offset, e + offset, c) for t, s, e, c in spans)
+    return [sorted(spans, key=lambda x: (x[1], x[2], type_order[x[0]])) for spans in results]
+
+
 _TAG_FUNCTIONS = weakref.WeakKeyDictionary()
+_OUTPUT_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def _output_function(tagger):
+    """A compiled `inputs -> all outputs` function (as `_tag_function`)."""
+    fn = _OUTPUT_FUNCTIONS.get(tagger)
+    if fn is None:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            signature = [{"token_ids": tf.TensorSpec([None, None], tf.int32),
+                          "padding_mask": tf.TensorSpec([None, None], tf.bool)}]
+            fn = tf.function(lambda x: tagger(x, training=False), input_signature=signature)
+        else:
+            def fn(x):
+                return tagger.predict_on_batch(x)
+        _OUTPUT_FUNCTIONS[tagger] = fn
+    return fn
 
 
 def _tag_function(tagger):

@@ -31,6 +31,9 @@ class EncodedCorpus:
         lengths: int array, the length of each sentence.
         pad_id: token id used for padding (the tokenizer's ``[PAD]``).
         tag_pad_id: tag id used for padding (masked out by ``padding_mask`` anyway).
+        spans: optional gold entities per sentence, each an int32 array ``[n, 3]`` of ``(type index,
+            start, end_exclusive)`` (nested ones included): :func:`make_dataset` then yields
+            ``y = {"tags", "spans"}`` for the span decoders (see ``encode_corpus(spans=True)``).
 
     Example:
     >>> import numpy as np
@@ -44,6 +47,7 @@ class EncodedCorpus:
     lengths: np.ndarray
     pad_id: int = 0
     tag_pad_id: int = 0
+    spans: list | None = None
 
     def __post_init__(self):
         self.lengths = np.asarray(self.lengths, dtype=np.int64).reshape(-1)
@@ -56,7 +60,7 @@ class EncodedCorpus:
         return len(self.token_ids)
 
 
-def encode_corpus(sentences, tokenizer, labels=None) -> EncodedCorpus:
+def encode_corpus(sentences, tokenizer, labels=None, *, spans=False) -> EncodedCorpus:
     """Encodes sentences with a character tokenizer and, optionally, a label vocabulary.
 
     Args:
@@ -65,6 +69,9 @@ def encode_corpus(sentences, tokenizer, labels=None) -> EncodedCorpus:
         labels: optional object with ``encode(tags) -> np.ndarray`` of int32 (e.g.
             ``tfner.data.schemes.LabelVocabulary``); its ``pad_id`` attribute, if any, pads tags
             (else 0).
+        spans: also encode each sentence's gold entities (``TaggedSentence.spans`` when set, which
+            may hold nested entities, else the entities of its tags) as ``(type index, start,
+            end_exclusive)`` rows, type index into ``labels.types`` (needs ``labels``).
 
     Returns:
         An :class:`EncodedCorpus`.
@@ -75,7 +82,10 @@ def encode_corpus(sentences, tokenizer, labels=None) -> EncodedCorpus:
     >>> encode_corpus(["北京", "京"], tokenizer).lengths.tolist()
     [2, 1]
     """
+    if spans and labels is None:
+        raise ValueError("encode_corpus(spans=True) needs `labels` (their types index the spans)")
     token_ids, tag_ids, lengths = [], [] if labels is not None else None, []
+    span_arrays = [] if spans else None
     for index, sentence in enumerate(sentences):
         chars = sentence.chars if hasattr(sentence, "chars") else sentence
         where = getattr(sentence, "source", None) or f"sentence {index}"
@@ -92,6 +102,8 @@ def encode_corpus(sentences, tokenizer, labels=None) -> EncodedCorpus:
             if tag_array.shape != ids.shape:
                 raise ValueError(f"{where}: {len(chars)} characters but {tag_array.shape} tag ids")
             tag_ids.append(tag_array)
+        if spans:
+            span_arrays.append(_span_array(sentence, labels, where))
     tag_pad_id = getattr(labels, "pad_id", 0) if labels is not None else 0
     if not isinstance(tag_pad_id, (int, np.integer)):
         tag_pad_id = 0
@@ -101,7 +113,24 @@ def encode_corpus(sentences, tokenizer, labels=None) -> EncodedCorpus:
         lengths=np.asarray(lengths, dtype=np.int64),
         pad_id=int(tokenizer.pad_id),
         tag_pad_id=int(tag_pad_id),
+        spans=span_arrays,
     )
+
+
+def _span_array(sentence, labels, where):
+    """``[n, 3]`` int32 ``(type index, start, end_exclusive)`` of a sentence's gold entities."""
+    from tfner.data.schemes import spans_from_tags
+
+    types = {t: i for i, t in enumerate(labels.types)}
+    entities = getattr(sentence, "spans", None)
+    if entities is None:
+        entities = spans_from_tags(list(getattr(sentence, "tags", None) or []), labels.scheme)
+    rows = []
+    for type_, start, end in entities:
+        if type_ not in types:
+            raise ValueError(f"{where}: entity type {type_!r} is not in the labels")
+        rows.append((types[type_], start, end))
+    return np.asarray(rows, dtype=np.int32).reshape(-1, 3)
 
 
 def steps_per_epoch(n, batch_size) -> int:
@@ -194,6 +223,14 @@ def _pad_batch(arrays, width, pad_value):
     return out
 
 
+def _pad_spans(arrays):
+    """``[B, S, 3]`` int32, rows padded with -1 (``S`` >= 1)."""
+    out = np.full((len(arrays), max([1] + [len(a) for a in arrays]), 3), -1, dtype=np.int32)
+    for row, array in enumerate(arrays):
+        out[row, : len(array)] = array
+    return out
+
+
 def make_dataset(
     corpus: EncodedCorpus,
     batch_size,
@@ -210,7 +247,9 @@ def make_dataset(
     """A ``tf.data.Dataset`` of padded batches following :func:`plan_batches`.
 
     Elements are ``({"token_ids": int32 [B, T], "padding_mask": bool [B, T]}, tag_ids int32 [B, T])``,
-    or just the dict when the corpus has no tags; ``T`` is the batch's longest example (or
+    or just the dict when the corpus has no tags; with ``corpus.spans`` the labels are
+    ``{"tags": int32 [B, T], "spans": int32 [B, S, 3]}`` (``S``: the batch's most entities, at least
+    1; rows padded with -1); ``T`` is the batch's longest example (or
     ``pad_to``). Without ``repeat`` the dataset is the single epoch ``start_epoch`` (iterating it
     again replays that epoch); with ``repeat=True`` it yields epochs ``start_epoch``,
     ``start_epoch + 1``, ... forever, each from ``plan_batches(..., epoch=e)``: use it with
@@ -243,6 +282,7 @@ def make_dataset(
                 f"{too_long[0]}, length {corpus.lengths[too_long[0]]}); split them first"
             )
     labelled = corpus.tag_ids is not None
+    with_spans = labelled and corpus.spans is not None
     lengths = corpus.lengths
 
     def generate():
@@ -265,6 +305,9 @@ def make_dataset(
                 features = {"token_ids": token_ids, "padding_mask": mask}
                 if labelled:
                     tags = _pad_batch([corpus.tag_ids[i] for i in batch], width, corpus.tag_pad_id)
+                    if with_spans:
+                        yield features, {"tags": tags, "spans": _pad_spans([corpus.spans[i] for i in batch])}
+                        continue
                     yield features, tags
                 else:
                     yield features
@@ -277,9 +320,10 @@ def make_dataset(
         "token_ids": tf.TensorSpec(shape=(None, width), dtype=tf.int32),
         "padding_mask": tf.TensorSpec(shape=(None, width), dtype=tf.bool),
     }
-    signature = (
-        (feature_spec, tf.TensorSpec(shape=(None, width), dtype=tf.int32)) if labelled else feature_spec
-    )
+    label_spec = tf.TensorSpec(shape=(None, width), dtype=tf.int32)
+    if with_spans:
+        label_spec = {"tags": label_spec, "spans": tf.TensorSpec(shape=(None, None, 3), dtype=tf.int32)}
+    signature = (feature_spec, label_spec) if labelled else feature_spec
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     # Known length for Keras progress bars; infinite when repeating.
     cardinality = tf.data.INFINITE_CARDINALITY if repeat else steps_per_epoch(len(corpus), batch_size)
