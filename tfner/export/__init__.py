@@ -17,6 +17,7 @@ from tfner.export.saved_model import resolve_saved_model
 from tfner.export.serving import CONFIDENCE_METHODS
 from tfner.export.serving import TaggerServingModule
 from tfner.export.serving import resolve_window
+from tfner.export.serving import serving_module
 
 __all__ = [
     "CONFIDENCE_METHODS",
@@ -31,4 +32,5 @@ __all__ = [
     "read_export_info",
     "resolve_saved_model",
     "resolve_window",
+    "serving_module",
 ]

@@ -60,12 +60,12 @@ class TextPredictor:
             self._function = tf.saved_model.load(str(self.path)).signatures["serving_default"]
         else:
             from tfner.export.saved_model import load_tagger
-            from tfner.export.serving import TaggerServingModule
+            from tfner.export.serving import serving_module
 
             self.path = find_keras_model(path)
             tagger = load_tagger(self.path)
-            self._module = TaggerServingModule(tagger, window=window, overlap=overlap,
-                                               jit_compile=jit_compile)
+            self._module = serving_module(tagger, window=window, overlap=overlap,
+                                          jit_compile=jit_compile)
             self._function = self._module.serve
         self._tf = tf
 

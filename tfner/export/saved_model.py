@@ -112,8 +112,8 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
     """
     import tensorflow as tf
 
-    from tfner.export.serving import (DEFAULT_MAX_BATCH_WINDOWS, TaggerServingModule,
-                                      export_info_json)
+    from tfner.export.serving import (DEFAULT_MAX_BATCH_WINDOWS, export_info_json,
+                                      serving_module)
     from tfner.preprocessing.windows import DEFAULT_PUNCTUATION
 
     out_dir = pathlib.Path(out_dir)
@@ -128,7 +128,7 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
     if target.exists():
         raise ValueError(f"{target} already exists; pick another version or remove it")
 
-    module = TaggerServingModule(
+    module = serving_module(
         tagger, window=window, overlap=overlap,
         punctuation=DEFAULT_PUNCTUATION if punctuation is None else punctuation,
         max_batch_windows=max_batch_windows or DEFAULT_MAX_BATCH_WINDOWS, jit_compile=jit_compile)

@@ -77,6 +77,8 @@ SMALLEST_COMPILED_LENGTH = 16
 CONFIDENCE_METHODS = {
     "crf": "crf-span-marginal",
     "softmax": "softmax-tag-probability-product",
+    "span": "span-start-end-probability-product",
+    "global_pointer": "global-pointer-sigmoid",
 }
 
 
@@ -413,6 +415,17 @@ class TaggerServingModule(tf.Module):
             flat = self._repair(tf.gather_nd(tags, where), tf.cast(where[:, 0], tf.int32))
             tags = tf.tensor_scatter_nd_update(tags, where, flat)
         return {"tags": tags}
+
+
+def serving_module(tagger, **kwargs):
+    """The serving module of a tagger: :class:`TaggerServingModule`, or for a span decoder
+    (``"span"``, ``"global_pointer"``) ``tfner.export.span_serving.SpanServingModule``, whose
+    entities are the decoded spans. ``kwargs``: the module's arguments."""
+    if getattr(tagger, "decoder", None) in ("span", "global_pointer"):
+        from tfner.export.span_serving import SpanServingModule
+
+        return SpanServingModule(tagger, **kwargs)
+    return TaggerServingModule(tagger, **kwargs)
 
 
 def export_info_json(module) -> str:
