@@ -154,7 +154,7 @@ def cmd_train(a):
             return layers
     tagger, tokenizer = build_tagger(
         a.preset, labels=labels.labels, encoder=encoder, vocabulary=vocabulary,
-        context=a.context, context_layers=a.context_layers,
+        context=a.context, context_layers=a.context_layers, decoder=a.decoder,
         context_units=a.context_units, dropout=a.dropout, scheme=scheme, features=features)
     train, _ = split_long_sentences(train, a.max_length)
     config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, max_steps=a.max_steps,
@@ -327,6 +327,9 @@ def build_parser():
                         "at this factor more (1 = none)")
     t.add_argument("--context", choices=("none", "bilstm", "bigru", "cnn", "idcnn", "transformer"),
                    help="context encoder (default: the preset's)")
+    t.add_argument("--decoder", choices=("crf", "softmax", "span", "global_pointer"),
+                   help="tag decoder (default: the preset's); span: start/end pointers, global_pointer: "
+                        "every span scored per type (both read the hidden states)")
     t.add_argument("--context-units", type=int, default=128,
                    help="BiLSTM/BiGRU units per direction (CNN/ID-CNN filters, Transformer size)")
     t.add_argument("--context-layers", type=int, default=1, help="stacked context layers")

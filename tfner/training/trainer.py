@@ -459,7 +459,8 @@ def _checked_training_corpus(corpus):
         logger.warning("training data: skipped %d empty sentence(s) (0 characters) of %d", empty, n)
         corpus = dataclasses.replace(
             corpus, token_ids=[corpus.token_ids[i] for i in keep],
-            tag_ids=[corpus.tag_ids[i] for i in keep], lengths=lengths[keep])
+            tag_ids=[corpus.tag_ids[i] for i in keep], lengths=lengths[keep],
+            spans=None if corpus.spans is None else [corpus.spans[i] for i in keep])
     return corpus
 
 
