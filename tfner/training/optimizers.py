@@ -118,13 +118,65 @@ class GroupedAdamW(keras.optimizers.AdamW):
     def _apply_weight_decay(self, variables):
         if self.weight_decay is None:
             return
+        if _tf_replicated():
+            return self._apply_weight_decay_replicated(variables)
         for variable in variables:
             if self._use_weight_decay(variable):
                 lr = ops.cast(self.learning_rate, variable.dtype) * self._multiplier(variable)
                 wd = ops.cast(self.weight_decay, variable.dtype)
                 variable.assign(variable - variable * wd * lr)
 
+    # --- tf.distribute (several replicas in sync) -------------------------------------------
+    # Keras clips each replica's own gradient before the all-reduce; a replica sees a share of
+    # the batch, so that is not the single-process clip. Here the gradients are all-reduced
+    # first and clipped after, and weight decay is applied on every replica through the
+    # strategy (per group, like the update).
+
+    def _clip_gradients(self, grads):
+        if _tf_replicated():
+            return grads  # clipped after the all-reduce (`_backend_update_step`)
+        return super()._clip_gradients(grads)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not _tf_replicated():
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        import tensorflow as tf
+
+        trainable_variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
+        grads_and_vars = self._all_reduce_sum_gradients(list(zip(grads, trainable_variables)))
+        clipped = super()._clip_gradients([g for g, _ in grads_and_vars])
+        grads_and_vars = [(g, v) for g, (_, v) in zip(clipped, grads_and_vars)]
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._distributed_tf_update_step, self._distribution_strategy, grads_and_vars, learning_rate)
+
+    def _apply_weight_decay_replicated(self, variables):
+        import tensorflow as tf
+
+        def apply(distribution, variables, **kwargs):
+            for variable in variables:
+                if not self._use_weight_decay(variable):
+                    continue
+                multiplier = self._multiplier(variable)
+
+                def decay(v, multiplier=multiplier):
+                    lr = tf.cast(self.learning_rate, v.dtype) * multiplier
+                    v.assign_sub(v * tf.cast(self.weight_decay, v.dtype) * lr)
+
+                value = variable.value if isinstance(variable, keras.Variable) else variable
+                distribution.extended.update(value, decay, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(apply, self._distribution_strategy, variables)
+
     def get_config(self):
         config = super().get_config()
         config["lr_multipliers"] = dict(self.lr_multipliers)
         return config
+
+
+def _tf_replicated():
+    """True while tracing a train step under a tf.distribute strategy with several replicas."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1

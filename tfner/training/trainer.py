@@ -5,11 +5,13 @@ refusal to resume a different run), TensorBoard logs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import pathlib
+import shutil
 import sys
 import time
 
@@ -273,7 +275,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConfig, output_dir, *,
-               overwrite=False, callbacks=None):
+               overwrite=False, callbacks=None, strategy=None):
     """Train `tagger` on an `EncodedCorpus`, selecting on dev entity F1.
 
     Writes into `output_dir`: `fingerprint.json` (what defines the run), `best.keras` (best dev
@@ -302,6 +304,11 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
             `val_entity_f1` in the epoch logs, and what they add to the logs goes into the
             history) and before best-model selection, early stopping and the epoch's
             checkpoint. Their own state is not checkpointed.
+        strategy: train on several devices or machines: `"mirrored"`, `"multi-worker"` (cluster
+            from `$TF_CONFIG`), `"tpu"`, `"data-parallel"` (JAX), a `tf.distribute.Strategy`
+            or a `keras.distribution.Distribution`; None: `tfner.training.distribute.
+            default_strategy()` (one process unless set). `config.batch_size` is the global
+            batch. Only the chief writes files; see `tfner.training.distribute`.
 
     Returns:
         `TrainResult`. The tagger is left with the best dev weights when there is a dev set.
@@ -311,6 +318,8 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
             (pass None for no dev set) or dev sentences without tags.
         RunMismatchError: `output_dir` holds another run (a `ValueError`).
     """
+    from tfner.training import distribute
+
     callbacks_extra = callbacks
     train_corpus = _checked_training_corpus(train_corpus)
     dev_sentences = _checked_dev_sentences(dev_sentences)
@@ -318,17 +327,25 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
     plan = training_plan(len(train_corpus.lengths), config, has_dev=dev_sentences is not None)
     epochs, steps_per_epoch = plan.epochs, plan.steps_per_epoch
 
-    check_run_directory(output_dir, run_fingerprint(tagger, train_corpus, dev_sentences, config),
-                        overwrite=overwrite)
-    tagger.compile(optimizer=make_optimizer(tagger, config, plan.total_steps), jit_compile=False)
+    dist = distribute.resolve_strategy(strategy if strategy is not None else distribute.default_strategy())
+    chief = dist is None or dist.is_chief
+    model = tagger if dist is None else distribute.replicate_tagger(tagger, dist)
+    if dist is not None:
+        logger.info("training with strategy %s, global batch %d", dist.describe(), config.batch_size)
+    fingerprint = run_fingerprint(tagger, train_corpus, dev_sentences, config)
+    state = _checked_run_state(dist, output_dir, fingerprint, overwrite)
     backup_dir = output_dir / BACKUP_DIR
-    state = load_checkpoint(backup_dir)
-    start_epoch = 0
-    history_path = output_dir / HISTORY_CSV
+    scope = dist.scope if dist is not None else contextlib.nullcontext
+    with scope():
+        model.compile(optimizer=make_optimizer(model, config, plan.total_steps), jit_compile=False)
+        start_epoch = 0
+        history_path = output_dir / HISTORY_CSV
+        if state is not None:
+            restore_checkpoint(model, state)
+            start_epoch = state.epoch
     if state is not None:
-        restore_checkpoint(tagger, state)
-        start_epoch = state.epoch
-        write_history_csv(history_path, state.history)  # drops rows logged after the checkpoint
+        if chief:
+            write_history_csv(history_path, state.history)  # drops rows logged after the checkpoint
         if state.finished:
             logger.info("%s: the run already finished after %d epoch(s); nothing to train",
                         output_dir, start_epoch)
@@ -344,9 +361,13 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
                                                 batch_size=config.eval_batch_size,
                                                 max_length=config.eval_max_length))
         callbacks += list(callbacks_extra or ())
+        # Only the chief writes into output_dir. The other workers run the same saving code (under
+        # a multi-worker strategy saving takes part in collective operations) into a temporary
+        # directory that is removed afterwards, as TensorFlow's multi-worker guide does.
+        write_dir = output_dir if chief else distribute.worker_scratch_dir(dist)
         if dev_sentences is not None:
             model_checkpoint = keras.callbacks.ModelCheckpoint(
-                str(best_path), monitor="val_entity_f1", mode="max", save_best_only=True,
+                str(write_dir / BEST_MODEL), monitor="val_entity_f1", mode="max", save_best_only=True,
                 initial_value_threshold=state.best_dev_f1 if state else None, verbose=0)
             callbacks.append(model_checkpoint)
             if config.patience:
@@ -355,18 +376,26 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
                     patience=config.patience, verbose=1)
                 callbacks.append(early_stopping)
         callbacks += [
-            keras.callbacks.TensorBoard(str(output_dir / "tensorboard"), write_graph=False,
+            keras.callbacks.TensorBoard(str(write_dir / "tensorboard"), write_graph=False,
                                         update_freq=50),
-            RunCheckpoint(output_dir, epochs, history=state.history if state else (),
+            RunCheckpoint(write_dir, epochs, history=state.history if state else (),
                           early_stopping=early_stopping, model_checkpoint=model_checkpoint),
         ]
         dataset = batch_dataset(train_corpus, config.batch_size, seed=config.seed,
                                 bucket=config.bucket, start_step=start_epoch * steps_per_epoch,
                                 pad_id=tokenizer.pad_id)
-        tagger.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                   initial_epoch=start_epoch, callbacks=callbacks,
-                   verbose=resolve_verbose(config.verbose), shuffle=False)
+        dataset = distribute.distributed_dataset_options(dataset, dist)
+        with scope():
+            model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                      initial_epoch=start_epoch, callbacks=callbacks,
+                      verbose=resolve_verbose(config.verbose) if chief else 0, shuffle=False)
+        if dist is not None:
+            dist.broadcast_from_chief(1)  # waits for the chief's last checkpoint
+            if not chief:
+                shutil.rmtree(write_dir, ignore_errors=True)
         state = load_checkpoint(backup_dir)
+    if model is not tagger:
+        tagger.set_weights(model.get_weights())
 
     history = [{k: v for k, v in row.items() if v is not None} for row in state.history]
     best_f1 = None
@@ -377,13 +406,53 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
         best_f1 = max(scores) if scores else None
     return TrainResult(
         history=history,
-        steps_trained=int(keras.ops.convert_to_numpy(tagger.optimizer.iterations)),
+        steps_trained=int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
         best_path=str(best_path) if best_path is not None and best_path.exists() else None,
         best_dev_f1=best_f1,
         seconds_per_epoch=[h.get("train_seconds") for h in history],
         resumed_after_epoch=start_epoch,
         stopped_early=state.stopped_early,
     )
+
+
+def _checked_run_state(dist, output_dir, fingerprint, overwrite):
+    """`check_run_directory` + `load_checkpoint` (the state to resume, or None). Under a
+    multi-worker strategy the chief decides: it checks (and writes) the run directory while the
+    other workers wait, then every worker loads the checkpoint the chief resumes (same epoch)
+    after checking its own fingerprint against the chief's."""
+    backup_dir = pathlib.Path(output_dir) / BACKUP_DIR
+    if dist is None or dist.num_workers <= 1:
+        if dist is None or dist.is_chief:
+            check_run_directory(output_dir, fingerprint, overwrite=overwrite)
+        return load_checkpoint(backup_dir)
+    if dist.is_chief:
+        try:
+            check_run_directory(output_dir, fingerprint, overwrite=overwrite)
+            state = load_checkpoint(backup_dir)
+        except BaseException:
+            dist.broadcast_from_chief(-1)  # releases the other workers with an error
+            raise
+        dist.broadcast_from_chief(state.epoch if state is not None else 0)
+        return state
+    epoch = dist.broadcast_from_chief(0)
+    if epoch < 0:
+        raise RuntimeError("the chief refused the run directory (see the chief's error)")
+    from tfner.training.resume import FINGERPRINT_FILE, RunMismatchError, fingerprint_differences
+
+    import json
+
+    stored = json.loads((pathlib.Path(output_dir) / FINGERPRINT_FILE).read_text(encoding="utf-8"))
+    diffs = fingerprint_differences(stored, fingerprint)
+    if diffs:
+        raise RunMismatchError(f"worker {dist.worker_index}: this worker's run differs from the chief's "
+                               f"in {', '.join(diffs)} (same data, model, seed and settings on every "
+                               "worker; output_dir on storage every worker sees)")
+    state = load_checkpoint(backup_dir) if epoch else None
+    if epoch and (state is None or state.epoch != epoch):
+        raise RuntimeError(f"worker {dist.worker_index}: the chief resumes after epoch {epoch} but "
+                           f"{backup_dir} shows {state.epoch if state else 'no checkpoint'} here; "
+                           "output_dir must be on storage every worker sees")
+    return state
 
 
 @dataclasses.dataclass
