@@ -112,6 +112,15 @@ def cmd_train(a):
     _load_tensorflow(a)
     import keras
 
+    strategy = None
+    if a.strategy != "none":  # before TensorFlow's first operation (multi-worker needs that)
+        from tfner.training.distribute import set_default_strategy
+
+        try:
+            strategy = set_default_strategy(a.strategy)
+        except (ValueError, RuntimeError) as error:
+            raise CliError(str(error)) from None
+
     from tfner.models import PRESETS, build_tagger
     from tfner.preprocessing import encode_corpus, split_long_sentences
     from tfner.training import TrainConfig, fit_tagger
@@ -161,9 +170,10 @@ def cmd_train(a):
                          encoder_lr=a.encoder_lr, head_lr=a.head_lr, crf_lr=a.crf_lr, layer_decay=a.layer_decay,
                          patience=a.patience, seed=a.seed, eval_max_length=a.max_length)
     result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), dev, tokenizer, config, a.out,
-                        overwrite=a.overwrite)
+                        overwrite=a.overwrite, strategy=strategy)
     final = f"{a.out}/final.keras"
-    tagger.save(final)
+    if strategy is None or strategy.is_chief:  # one writer under a multi-worker strategy
+        tagger.save(final)
     print(json.dumps({"best": result.best_path, "final": final, "best_dev_f1": result.best_dev_f1,
                       "steps": result.steps_trained, "epochs": len(result.history)}))
 
@@ -198,6 +208,18 @@ def cmd_export(a):
 
 def cmd_predict(a):
     _load_tensorflow(a)
+    if a.runner == "beam":
+        import shlex
+
+        from tfner import beam
+
+        try:
+            info = beam.run(a.model, a.input, a.output, output_format=a.format, keyed=a.keyed,
+                            max_batch_size=a.batch_size, pipeline_options=shlex.split(a.pipeline_options))
+        except ImportError as error:
+            raise CliError(str(error)) from None
+        print(json.dumps(info, ensure_ascii=False))
+        return
     from tfner.export import TextPredictor, predict_file
 
     predictor = TextPredictor(a.model, window=a.window, overlap=a.overlap, jit_compile=a.jit_compile)
@@ -343,6 +365,12 @@ def build_parser():
     t.add_argument("--max-word-length", type=int, default=6, help="longest lexicon word matched")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout rate")
     t.add_argument("--seed", type=int, default=42, help="random seed (weights, data order, dropout)")
+    t.add_argument("--strategy", default="none",
+                   choices=("none", "mirrored", "multi-worker", "tpu", "data-parallel"),
+                   help="distribute training: none (this process), mirrored (all GPUs of this host), "
+                        "multi-worker (cluster from $TF_CONFIG; the same command on every worker), "
+                        "tpu ($TPU_NAME), data-parallel (KERAS_BACKEND=jax: all devices); "
+                        "--batch-size is the global batch")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="entity P/R/F1 of a .keras tagger on a corpus",
@@ -380,6 +408,16 @@ def build_parser():
     r.add_argument("--overlap", type=int, help=".keras models: context shared by windows")
     r.add_argument("--jit-compile", action="store_true", help=".keras models: compile with XLA")
     r.add_argument("--quiet", action="store_true", help="no progress counter")
+    r.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="local: this process; beam: an Apache Beam pipeline (RunInference) over "
+                        "--input as a glob of text files (.gz ok), --output a file (one input) or "
+                        "a directory (one output file per input); needs tfner[beam]")
+    r.add_argument("--pipeline-options", default="",
+                   help="--runner beam: Beam pipeline options, e.g. \"--direct_num_workers=4 "
+                        "--direct_running_mode=multi_processing\" or \"--runner=DataflowRunner "
+                        "--project=P --region=R --temp_location=gs://B/tmp\"")
+    r.add_argument("--keyed", action="store_true",
+                   help="--runner beam: unordered sharded JSONL records {file, line, ...} instead")
     r.set_defaults(func=cmd_predict)
 
     v = sub.add_parser("serve", help="serve a SavedModel over TF Serving's REST API", formatter_class=formatter, parents=[debug])

@@ -197,3 +197,22 @@ def test_jax_data_parallel_matches_one_device(tmp_path):
     assert meta["steps"] == 6
     worst = max(float(np.max(np.abs(a - b))) for a, b in zip(one, dp))
     assert worst <= TOLERANCE, f"DataParallel vs one device: max |difference| {worst:.3g}"
+
+
+def test_experiment_scripts_take_strategy_once(monkeypatch):
+    """`parse_args` (shared by experiments/run_*.py) adds --strategy to every script and makes it
+    the default of fit_tagger; a bad name is a usage error."""
+    import dataclasses
+
+    from tfner.training.experiment import environment, parse_args
+
+    @dataclasses.dataclass
+    class Args:
+        """Example."""
+        rows: str = "a"
+
+    monkeypatch.setattr(distribute, "_DEFAULT_STRATEGY", None)
+    assert parse_args(Args, ["--strategy", "none", "--rows", "b"]) == Args(rows="b")
+    assert distribute.default_strategy() is None and environment()["strategy"] == "none"
+    with pytest.raises(SystemExit):
+        parse_args(Args, ["--strategy", "horovod"])

@@ -30,6 +30,11 @@ def parse_args(cls, argv=None):
     hints = typing.get_type_hints(cls)
     parser = argparse.ArgumentParser(description=(cls.__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--config", help="JSON file with any of the arguments below")
+    has_strategy = any(f.name == "strategy" for f in dataclasses.fields(cls))
+    if not has_strategy:
+        from tfner.training.distribute import STRATEGY_HELP
+
+        parser.add_argument("--strategy", default=None, help=f"{STRATEGY_HELP} (default none)")
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         arg = "--" + f.name.replace("_", "-")
@@ -46,17 +51,31 @@ def parse_args(cls, argv=None):
     if ns.config:
         with open(ns.config, encoding="utf-8") as fh:
             values.update(json.load(fh))
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)} - {"strategy"}
         if unknown:
             parser.error(f"{ns.config}: unknown keys {sorted(unknown)}")
+    strategy = values.pop("strategy", None) if not has_strategy else None
     for f in dataclasses.fields(cls):
         v = getattr(ns, f.name)
         if v is not None:
             values[f.name] = v
+    if not has_strategy and ns.strategy is not None:
+        strategy = ns.strategy
     try:
-        return cls(**values)
+        args = cls(**values)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
+    if strategy not in (None, "none"):
+        # Every fit_tagger call of the script trains under it (created now: multi-worker needs
+        # that before TensorFlow's first operation); environment() records it in config.json.
+        from tfner.training.distribute import canonical_strategy_name, set_default_strategy
+
+        try:
+            canonical_strategy_name(strategy)
+        except ValueError as e:
+            parser.error(str(e))
+        set_default_strategy(strategy)
+    return args
 
 
 def _base_type(kind):
@@ -98,7 +117,15 @@ def environment():
         "keras_backend": keras.backend.backend(),
         "numpy": numpy.__version__,
         "tfner": tfner.__version__,
+        "strategy": _strategy_description(),
     }
+
+
+def _strategy_description():
+    from tfner.training.distribute import default_strategy
+
+    strategy = default_strategy()
+    return strategy.describe() if strategy is not None else "none"
 
 
 def write_json(path, obj):
