@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tfner-installed
 
-.PHONY: setup reproduce test
+.PHONY: setup reproduce test test-beam
 
 setup: $(STAMP)
 
@@ -26,3 +26,13 @@ reproduce: setup
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+
+# Batch tagging on Apache Beam (tfner[beam]) has its own venv: apache-beam 2.77 pins protobuf<7 and
+# pillow<13, which would move .venv's protobuf 7.x / pillow 13 down (TensorFlow 2.21 takes both).
+# This is the tested install path of the extra; in .venv, tests/export/test_beam.py is skipped.
+BEAM_VENV ?= .venv-beam
+test-beam:
+	$(PYTHON) -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/python -m pip install -q -e ".[beam]" pytest
+	$(BEAM_VENV)/bin/python -m pip check
+	$(BEAM_VENV)/bin/python -m pytest -q tests/export/test_beam.py
