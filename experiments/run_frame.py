@@ -177,7 +177,8 @@ def train_cell(args, run_dir, name, train, dev, test, labels, scheme, *, context
 def format_table(cells, args, what, cpu, published=None):
     lines = [
         f"Data: {what}; train fraction {args.train_fraction:g}, test fraction {args.test_fraction:g}; "
-        f"representation: {args.representation}{' + ' + args.features if args.features else ''}; "
+        f"representation: {'encoder' if args.study == 'cluener-decoders' else args.representation}"
+        f"{' + ' + args.features if args.features else ''}; "
         f"at most {args.epochs} epochs{f', {args.max_steps} steps' if args.max_steps else ''}, batch "
         f"{args.batch_size}, seed {args.seed}. CPU: {cpu}. Speeds are characters per second measured in "
         f"this run (compare them within the table only).", "",
@@ -230,7 +231,10 @@ def main(argv=None):
             if use_encoder:
                 offline = str(default_encoder_path())
                 encoder, note = load_encoder_or_fallback(args.encoder or offline, offline)
-                encoder_label = os.path.basename(encoder.source.rstrip("/")) + (f" ({note})" if note else "")
+                source = encoder.source.rstrip("/")
+                if os.path.isfile(source):
+                    source = os.path.dirname(source)
+                encoder_label = os.path.basename(source) + (f" ({note})" if note else "")
             features = None
             if args.features:
                 from tfner.features import build_input_features
