@@ -88,12 +88,7 @@ def tag_windows(tag_function, texts, tokenizer, *, batch_size=64, max_length=DEF
     for b in range(0, len(order), batch_size):
         batch = order[b:b + batch_size]
         ids = [tokenizer.encode(char_lists[windows[w][0]][windows[w][1]:windows[w][2]]) for w in batch]
-        width = max(len(x) for x in ids)
-        token_ids = np.full((len(ids), width), tokenizer.pad_id, dtype="int32")
-        mask = np.zeros((len(ids), width), dtype=bool)
-        for r, x in enumerate(ids):
-            token_ids[r, :len(x)] = x
-            mask[r, :len(x)] = True
+        token_ids, mask = _pad_batch(ids, tokenizer.pad_id)
         tag_ids = np.asarray(tag_function({"token_ids": token_ids, "padding_mask": mask}))
         for r, w in enumerate(batch):
             window_tags[w] = tag_ids[r, :len(ids[r])].tolist()
@@ -146,12 +141,7 @@ def predict_spans(tagger, texts, *, tokenizer=None, batch_size=64, max_length=No
     for b in range(0, len(order), batch_size):
         batch = order[b:b + batch_size]
         ids = [tokenizer.encode(char_lists[windows[w][0]][windows[w][1]:windows[w][2]]) for w in batch]
-        width = max(len(x) for x in ids)
-        token_ids = np.full((len(ids), width), tokenizer.pad_id, dtype="int32")
-        mask = np.zeros((len(ids), width), dtype=bool)
-        for r, x in enumerate(ids):
-            token_ids[r, :len(x)] = x
-            mask[r, :len(x)] = True
+        token_ids, mask = _pad_batch(ids, tokenizer.pad_id)
         outputs = {k: np.asarray(v) for k, v in score({"token_ids": token_ids, "padding_mask": mask}).items()}
         for r, spans in enumerate(layer.decode(outputs, mask)):
             text, offset, _ = windows[batch[r]]
@@ -195,6 +185,17 @@ def _tag_function(tagger):
                 return tagger.predict_on_batch(x)["tags"]
         _TAG_FUNCTIONS[tagger] = fn
     return fn
+
+
+def _pad_batch(ids, pad_id):
+    """Id arrays -> `(token_ids int32 [B, T], padding_mask bool [B, T])`, T = the longest."""
+    width = max(len(x) for x in ids)
+    token_ids = np.full((len(ids), width), pad_id, dtype="int32")
+    mask = np.zeros((len(ids), width), dtype=bool)
+    for r, x in enumerate(ids):
+        token_ids[r, :len(x)] = x
+        mask[r, :len(x)] = True
+    return token_ids, mask
 
 
 def _chars(text):
