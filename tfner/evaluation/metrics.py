@@ -61,10 +61,31 @@ def entity_scores(y_true, y_pred, scheme: str = "BIO") -> dict:
             validate_scheme(tags, scheme, f"{name}[{i}]")
             for type_, start, end in spans_from_tags(tags, scheme):
                 by_type[type_].add((i, start, end))
+    return entity_set_scores(true_by_type, pred_by_type)
+
+
+def entity_set_scores(true_by_type, pred_by_type) -> dict:
+    """Micro, per-type and macro P/R/F1 from entity sets: the counting that :func:`entity_scores`
+    and :func:`tfner.evaluation.span_set_scores` share.
+
+    Args:
+        true_by_type: ``{type: set of hashable entity keys}`` (e.g. ``(sentence, start, end)``),
+            the gold entities of each type.
+        pred_by_type: the predicted ones, in the same form; a predicted key is correct when the
+            same key is in the gold set of its type.
+
+    Returns:
+        The dict of :func:`entity_scores`.
+
+    Example:
+    >>> s = entity_set_scores({"PER": {(0, 0, 2)}}, {"PER": {(0, 0, 2), (0, 3, 4)}})
+    >>> s["precision"], s["recall"], s["correct"]
+    (0.5, 1.0, 1)
+    """
     per_type = {}
     correct_total = pred_total = true_total = 0
     for type_ in sorted(set(true_by_type) | set(pred_by_type)):
-        true, pred = true_by_type[type_], pred_by_type[type_]
+        true, pred = set(true_by_type.get(type_, ())), set(pred_by_type.get(type_, ()))
         correct = len(true & pred)
         precision, recall, f1 = _prf(correct, len(pred), len(true))
         per_type[type_] = {"precision": precision, "recall": recall, "f1": f1, "support": len(true)}

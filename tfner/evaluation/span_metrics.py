@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import collections
 
-import numpy as np
-
-from tfner.evaluation.metrics import _prf
+from tfner.evaluation.metrics import entity_set_scores
 
 
 def gold_spans(sentences, scheme="BIO"):
@@ -62,18 +60,4 @@ def span_set_scores(y_true, y_pred) -> dict:
             for span in spans:
                 type_, start, end = span[:3]
                 by_type[type_].add((i, int(start), int(end)))
-    per_type = {}
-    correct_total = pred_total = true_total = 0
-    for type_ in sorted(set(true_by_type) | set(pred_by_type)):
-        true, pred = true_by_type[type_], pred_by_type[type_]
-        correct = len(true & pred)
-        precision, recall, f1 = _prf(correct, len(pred), len(true))
-        per_type[type_] = {"precision": precision, "recall": recall, "f1": f1, "support": len(true)}
-        correct_total += correct
-        pred_total += len(pred)
-        true_total += len(true)
-    precision, recall, f1 = _prf(correct_total, pred_total, true_total)
-    macro = {key: (float(np.mean([v[key] for v in per_type.values()])) if per_type else 0.0)
-             for key in ("precision", "recall", "f1")}
-    return {"precision": precision, "recall": recall, "f1": f1, "true_entities": true_total,
-            "pred_entities": pred_total, "correct": correct_total, "per_type": per_type, "macro": macro}
+    return entity_set_scores(true_by_type, pred_by_type)
