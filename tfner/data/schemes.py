@@ -456,3 +456,64 @@ class LabelVocabulary:
             if line.strip()
         ]
         return cls(labels, scheme or infer_scheme(labels))
+
+
+# Role codes of tags in the lenient reading (M is an inside tag), as `label_tables` gives them.
+ROLE_O, ROLE_B, ROLE_I, ROLE_E, ROLE_S = 0, 1, 2, 3, 4
+_ROLE_OF_PREFIX = {"B": ROLE_B, "I": ROLE_I, "M": ROLE_I, "E": ROLE_E, "S": ROLE_S}
+
+
+def label_tables(labels, scheme):
+    """Per-tag role and type codes, entity type names and the strict tag of each (type, role).
+
+    Args:
+        labels: tag strings, index = tag id ("O" first).
+        scheme: the tag scheme of ``labels`` (BIO, BIOES, BMES, BIOS).
+
+    Returns:
+        dict of numpy arrays: ``role`` [K] int32 (``ROLE_*``), ``type`` [K] int32 (-1 for "O"),
+        ``types`` [X] entity type names, ``strict`` [X, 5] int32: the tag id to write for each
+        type and role (-1 where the label list lacks it), and ``continues`` [K, K] bool:
+        ``continues[i, j]`` when tag ``j`` right after tag ``i`` extends ``i``'s entity.
+
+    Example:
+    >>> t = label_tables(["O", "B-PER", "I-PER"], "BIO")
+    >>> t["role"].tolist(), t["type"].tolist(), t["continues"][1].tolist()
+    ([0, 1, 2], [-1, 0, 0], [False, False, True])
+    """
+    scheme = normalize_scheme(scheme)
+    prefixes = scheme_prefixes(scheme)
+    types, roles, type_ids = [], [], []
+    for label in labels:
+        role, type_ = parse_tag(label, scheme, where="labels")
+        if role == "O":
+            roles.append(ROLE_O)
+            type_ids.append(-1)
+            continue
+        if type_ not in types:
+            types.append(type_)
+        roles.append(_ROLE_OF_PREFIX[label.partition("-")[0]])
+        type_ids.append(types.index(type_))
+    strict = np.full((max(len(types), 1), 5), -1, dtype=np.int32)
+    inside = "M" if "M" in prefixes else "I"
+    index = {label: i for i, label in enumerate(labels)}
+    for x, type_ in enumerate(types):
+        for role, prefix in ((ROLE_B, "B"), (ROLE_I, inside), (ROLE_E, "E"), (ROLE_S, "S")):
+            if prefix in prefixes and f"{prefix}-{type_}" in index:
+                strict[x, role] = index[f"{prefix}-{type_}"]
+    roles = np.asarray(roles, dtype=np.int32)
+    type_ids = np.asarray(type_ids, dtype=np.int32)
+    continues = (
+        np.isin(roles, [ROLE_B, ROLE_I])[:, None]
+        & np.isin(roles, [ROLE_I, ROLE_E])[None, :]
+        & (type_ids[:, None] == type_ids[None, :])
+    )
+    return {
+        "role": roles,
+        "type": type_ids,
+        "types": list(types),
+        "strict": strict,
+        "continues": continues,
+        "has_end": "E" in prefixes,
+        "has_single": "S" in prefixes,
+    }

@@ -31,16 +31,20 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfner.data.schemes import ROLE_B, ROLE_E, ROLE_I, ROLE_O, ROLE_S, label_tables
+
 SPAN_DECODERS = ("span", "global_pointer")
 MASKED_SCORE = -1e12  # GlobalPointer score of impossible spans (padding, end before start)
 
-# Tag roles (as `tfner.export.graph`): 0 = O, then B, I (or M), E, S.
-_O, _B, _I, _E, _S = 0, 1, 2, 3, 4
-_ROLE_OF_PREFIX = {"B": _B, "I": _I, "M": _I, "E": _E, "S": _S}
+# Tag roles, as `tfner.data.schemes.label_tables` codes them: 0 = O, then B, I (or M), E, S.
+_O, _B, _I, _E, _S = ROLE_O, ROLE_B, ROLE_I, ROLE_E, ROLE_S
 
 
 def span_label_tables(labels, scheme="BIO"):
     """The entity types of a label list and the tag tables the span decoders need.
+
+    Built on `tfner.data.schemes.label_tables` (the tables of the export graph), with the roles a
+    label list lacks filled in.
 
     Args:
         labels: tag strings, index = tag id, "O" first.
@@ -57,32 +61,15 @@ def span_label_tables(labels, scheme="BIO"):
     >>> t["types"], t["tag"].tolist()
     (['PER'], [[0, 1, 2, 2, 3]])
     """
-    from tfner.data.schemes import normalize_scheme, parse_tag
-
-    scheme = normalize_scheme(scheme)
-    types, roles, type_ids = [], [], []
-    for label in labels:
-        role, type_ = parse_tag(label, scheme, where="labels")
-        if role == "O":
-            roles.append(_O)
-            type_ids.append(-1)
-            continue
-        if type_ not in types:
-            types.append(type_)
-        roles.append(_ROLE_OF_PREFIX[label.partition("-")[0]])
-        type_ids.append(types.index(type_))
+    tables = label_tables(labels, scheme)
+    types, strict = tables["types"], tables["strict"]
     tag = np.zeros((max(len(types), 1), 5), dtype=np.int32)
     for x in range(len(types)):
-        ids = {r: i for i, (r, t) in enumerate(zip(roles, type_ids)) if t == x}
+        ids = {role: int(i) for role, i in enumerate(strict[x]) if i >= 0}
         begin = ids.get(_B, ids.get(_S, ids.get(_I, 0)))
         inside = ids.get(_I, begin)
         tag[x] = [0, begin, inside, ids.get(_E, inside), ids.get(_S, begin)]
-    return {
-        "types": types,
-        "role": np.asarray(roles, dtype=np.int32),
-        "type": np.asarray(type_ids, dtype=np.int32),
-        "tag": tag,
-    }
+    return {"types": types, "role": tables["role"], "type": tables["type"], "tag": tag}
 
 
 def _bool_mask(mask, like):
