@@ -76,6 +76,43 @@ def tag_windows(tag_function, texts, tokenizer, *, batch_size=64, max_length=DEF
     >>> tag_windows(lambda x: x["token_ids"], ["ab，ab", "b"], tok, max_length=3)   # tag = the id
     [[4, 5, 6, 4, 5], [5]]
     """
+    def tag_batch(inputs):
+        tag_ids = np.asarray(tag_function(inputs))
+        return [tag_ids[r, :n].tolist() for r, n in enumerate(inputs["padding_mask"].sum(axis=1))]
+
+    char_lists, spans_per_text, outputs = run_windows(tag_batch, texts, tokenizer, batch_size=batch_size,
+                                                      max_length=max_length, overlap=overlap)
+    return [stitch(pieces, spans, len(chars)) if spans else []
+            for chars, spans, pieces in zip(char_lists, spans_per_text, outputs)]
+
+
+def run_windows(run_batch, texts, tokenizer, *, batch_size=64, max_length=DEFAULT_PREDICT_MAX_LENGTH,
+                overlap=0):
+    """The windowing loop of `tag_windows` and `predict_spans`: texts -> windows -> batches.
+
+    Every text is cut at punctuation into windows of at most `max_length` characters with `overlap`
+    characters of shared context (`window_spans`; nothing is truncated), the windows of all texts
+    are sorted by length and cut into batches of `batch_size`, and `run_batch` runs each batch.
+
+    Args:
+        run_batch: `{"token_ids": int32 [B, T], "padding_mask": bool [B, T]} -> ` a sequence of `B`
+            per-window results (anything: the tags of the window, its decoded spans, ...).
+        texts: strings, lists of characters, or `TaggedSentence`s.
+        tokenizer: a `CharTokenizer`.
+        batch_size, max_length, overlap: as `tag_windows`.
+
+    Returns:
+        `(chars, windows, results)`, one entry per text: its characters, its windows
+        `[(start, end), ...]` in text order (none for an empty text), and the result of each window.
+
+    Example:
+    >>> from tfner.preprocessing import CharTokenizer
+    >>> tok = CharTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "，"])
+    >>> _, windows, results = run_windows(lambda x: x["padding_mask"].sum(axis=1), ["ab，ab", ""], tok,
+    ...                                   max_length=3)
+    >>> windows, [[int(n) for n in r] for r in results]
+    ([[(0, 3), (3, 5)], []], [[3, 2], []])
+    """
     char_lists = [_chars(t) for t in texts]
     windows = []  # (text index, start, end)
     spans_per_text = []
@@ -84,29 +121,30 @@ def tag_windows(tag_function, texts, tokenizer, *, batch_size=64, max_length=DEF
         spans_per_text.append(spans)
         windows.extend((i, s, e) for s, e in spans)
     order = sorted(range(len(windows)), key=lambda w: windows[w][2] - windows[w][1])
-    window_tags = [None] * len(windows)
+    results = [None] * len(windows)
     for b in range(0, len(order), batch_size):
         batch = order[b:b + batch_size]
         ids = [tokenizer.encode(char_lists[windows[w][0]][windows[w][1]:windows[w][2]]) for w in batch]
         token_ids, mask = _pad_batch(ids, tokenizer.pad_id)
-        tag_ids = np.asarray(tag_function({"token_ids": token_ids, "padding_mask": mask}))
-        for r, w in enumerate(batch):
-            window_tags[w] = tag_ids[r, :len(ids[r])].tolist()
-    results = []
-    w = 0
-    for chars, spans in zip(char_lists, spans_per_text):
-        pieces = window_tags[w:w + len(spans)]
+        for w, result in zip(batch, run_batch({"token_ids": token_ids, "padding_mask": mask})):
+            results[w] = result
+    per_text, w = [], 0
+    for spans in spans_per_text:
+        per_text.append(results[w:w + len(spans)])
         w += len(spans)
-        results.append(stitch(pieces, spans, len(chars)) if spans else [])
-    return results
+    return char_lists, spans_per_text, per_text
 
 
-def predict_spans(tagger, texts, *, tokenizer=None, batch_size=64, max_length=None):
+def predict_spans(tagger, texts, *, tokenizer=None, batch_size=64, max_length=None, overlap=0):
     """Decoded entities, with a confidence each, of a tagger with a span decoder.
 
-    Unlike `predict_tags` this keeps every decoded span, nested ones included (GlobalPointer). Texts
-    longer than `max_length` are cut at punctuation into windows without overlap (an entity
-    across a cut is lost) and the windows' spans are shifted back.
+    Unlike `predict_tags` this keeps every decoded span, nested ones included (GlobalPointer). Long
+    texts are windowed exactly as by `predict_tags` (`run_windows`: cut at punctuation into windows
+    of at most `max_length` characters, `overlap` characters of shared context, never truncated);
+    each window's spans are shifted back, and a span is kept from the window that owns its first
+    character in `stitch` (where windows overlap, the window in which that character is most
+    central), so no span is reported twice. The exported model does the same. With `overlap=0`
+    an entity across a cut is not found (it is split in `predict_tags`' tags too).
 
     Args:
         tagger: an `NERTagger` with `decoder="span"` or `"global_pointer"`.
@@ -114,6 +152,7 @@ def predict_spans(tagger, texts, *, tokenizer=None, batch_size=64, max_length=No
         tokenizer: a `CharTokenizer`; default: the tagger's own vocabulary.
         batch_size: windows per forward pass.
         max_length: window size in characters (default as `predict_tags`).
+        overlap: characters of context shared by neighbouring windows (as `predict_tags`).
 
     Returns:
         Per text, a list of `(type, start, end_exclusive, confidence)` sorted by start, end and
@@ -132,21 +171,23 @@ def predict_spans(tagger, texts, *, tokenizer=None, batch_size=64, max_length=No
         max_length = getattr(tagger.representation, "max_length", None) or DEFAULT_PREDICT_MAX_LENGTH
     layer = tagger.decoder_layer
     type_order = {t: i for i, t in enumerate(layer.types)}
-    char_lists = [_chars(t) for t in texts]
-    windows = [(i, s, e) for i, chars in enumerate(char_lists) if chars
-               for s, e in window_spans(chars, max_length, overlap=0)]
-    order = sorted(range(len(windows)), key=lambda w: windows[w][2] - windows[w][1])
-    results = [[] for _ in char_lists]
     score = _output_function(tagger)
-    for b in range(0, len(order), batch_size):
-        batch = order[b:b + batch_size]
-        ids = [tokenizer.encode(char_lists[windows[w][0]][windows[w][1]:windows[w][2]]) for w in batch]
-        token_ids, mask = _pad_batch(ids, tokenizer.pad_id)
-        outputs = {k: np.asarray(v) for k, v in score({"token_ids": token_ids, "padding_mask": mask}).items()}
-        for r, spans in enumerate(layer.decode(outputs, mask)):
-            text, offset, _ = windows[batch[r]]
-            results[text].extend((t, s + offset, e + offset, c) for t, s, e, c in spans)
-    return [sorted(spans, key=lambda x: (x[1], x[2], type_order[x[0]])) for spans in results]
+
+    def decode_batch(inputs):
+        outputs = {k: np.asarray(v) for k, v in score(inputs).items()}
+        return layer.decode(outputs, inputs["padding_mask"])
+
+    char_lists, windows_per_text, decoded = run_windows(
+        decode_batch, texts, tokenizer, batch_size=batch_size, max_length=max_length, overlap=overlap)
+    results = []
+    for chars, windows, per_window in zip(char_lists, windows_per_text, decoded):
+        # owner[c]: the window whose output `stitch` takes for character c.
+        owner = stitch([[w] * (e - s) for w, (s, e) in enumerate(windows)], windows, len(chars)) if windows else []
+        spans = [(t, s + offset, e + offset, c)
+                 for w, ((offset, _), found) in enumerate(zip(windows, per_window))
+                 for t, s, e, c in found if owner[s + offset] == w]
+        results.append(sorted(spans, key=lambda x: (x[1], x[2], type_order[x[0]])))
+    return results
 
 
 _TAG_FUNCTIONS = weakref.WeakKeyDictionary()
