@@ -324,22 +324,22 @@ class TaggerServingModule(tf.Module):
         return graph.strict_tags(tags, starts, ends, self._type, self._strict,
                                  self._has_end, self._has_single)
 
-    # === Signatures ===
+    def _text_windows(self, text):
+        """The start of ``serve`` that every tagger shares: texts -> characters -> windows.
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def serve(self, text):
-        """Raw UTF-8 texts -> tags, entities and confidences (see the module docstring)."""
+        Returns a dict: ``codepoints`` (``tf.RaggedTensor`` [batch, (chars)]), ``batch``,
+        ``lengths`` [batch] int32, the windows ``row``, ``start``, ``end`` [W] int32
+        (:func:`graph.window_bounds`), ``window_ids`` [W, width] int32 (the character ids of each
+        window, ``pad_id`` past its end) and ``in_window`` [W, width] bool.
+        """
         codepoints = tf.strings.unicode_decode(text, "UTF-8", errors="replace",
                                                replacement_char=0xFFFD)
-        batch = tf.shape(text)[0]
         lengths = tf.cast(codepoints.row_lengths(), tf.int32)
         ids = tf.ragged.map_flat_values(self.char_lookup.table.lookup, codepoints)
         padded_ids = ids.to_tensor(default_value=self.pad_id)
         is_break = tf.reduce_any(
             tf.equal(codepoints.to_tensor(default_value=-1)[..., None],
                      tf.constant(self._punctuation_codepoints)), axis=-1)
-
-        # Windows of every text -> the tagger.
         row, start, end = graph.window_bounds(lengths, is_break, self.window, self.overlap)
         window_lengths = end - start
         width = tf.reduce_max(tf.concat([window_lengths, [0]], axis=0))
@@ -349,6 +349,44 @@ class TaggerServingModule(tf.Module):
         rows = tf.broadcast_to(row[:, None], tf.shape(columns))
         window_ids = tf.gather_nd(padded_ids, tf.stack([rows, tf.maximum(columns, 0)], axis=-1))
         window_ids = tf.where(in_window, window_ids, self.pad_id)
+        return {"codepoints": codepoints, "batch": tf.shape(text)[0], "lengths": lengths, "row": row,
+                "start": start, "end": end, "window_ids": window_ids, "in_window": in_window}
+
+    def _serve_outputs(self, windows, tags, entity_row, local_start, local_end, type_names, surface,
+                       confidence):
+        """The end of ``serve`` that every tagger shares: flat tags and entities -> the padded
+        outputs of the signature (see the module docstring)."""
+        batch, lengths = windows["batch"], windows["lengths"]
+
+        def per_text(values, default):
+            return tf.RaggedTensor.from_value_rowids(
+                values, tf.cast(entity_row, tf.int64), nrows=tf.cast(batch, tf.int64)
+            ).to_tensor(default_value=default)
+
+        tag_strings = tf.gather(tf.constant(self.labels), tags)
+        num_entities = tf.math.bincount(entity_row, minlength=batch, maxlength=batch, dtype=tf.int32)
+        return {
+            "tags": tf.RaggedTensor.from_row_lengths(tag_strings, lengths).to_tensor(default_value=""),
+            "length": lengths,
+            "entity_start": per_text(local_start, -1),
+            "entity_end": per_text(local_end, -1),
+            "entity_type": per_text(type_names, ""),
+            "entity_text": per_text(surface, ""),
+            "entity_confidence": per_text(confidence, 0.0),
+            "num_entities": num_entities,
+        }
+
+    # === Signatures ===
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        """Raw UTF-8 texts -> tags, entities and confidences (see the module docstring)."""
+        windows = self._text_windows(text)
+        codepoints, lengths = windows["codepoints"], windows["lengths"]
+        row, start, end = windows["row"], windows["start"], windows["end"]
+        window_ids, in_window = windows["window_ids"], windows["in_window"]
+
+        # Windows of every text -> the tagger.
         window_tags, *window_terms = self._run_tagger(window_ids, in_window, with_terms=True)
         terms = dict(zip(self.TERMS, window_terms))
 
@@ -376,23 +414,8 @@ class TaggerServingModule(tf.Module):
         surface = tf.strings.unicode_encode(
             tf.gather(codepoints.flat_values, tf.ragged.range(span_start, span_end)), "UTF-8")
 
-        def per_text(values, default):
-            return tf.RaggedTensor.from_value_rowids(
-                values, tf.cast(entity_row, tf.int64), nrows=tf.cast(batch, tf.int64)
-            ).to_tensor(default_value=default)
-
-        tag_strings = tf.gather(tf.constant(self.labels), tags)
-        num_entities = tf.math.bincount(entity_row, minlength=batch, maxlength=batch, dtype=tf.int32)
-        return {
-            "tags": tf.RaggedTensor.from_row_lengths(tag_strings, lengths).to_tensor(default_value=""),
-            "length": lengths,
-            "entity_start": per_text(local_start, -1),
-            "entity_end": per_text(local_end, -1),
-            "entity_type": per_text(type_names, ""),
-            "entity_text": per_text(surface, ""),
-            "entity_confidence": per_text(confidence, 0.0),
-            "num_entities": num_entities,
-        }
+        return self._serve_outputs(windows, tags, entity_row, local_start, local_end, type_names,
+                                   surface, confidence)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids"),
                                   tf.TensorSpec([None, None], tf.int32, name="padding_mask")])

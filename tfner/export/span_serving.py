@@ -7,8 +7,8 @@ entities and confidences out; a ``tokens`` signature for pre-tokenized ids), wit
   ``global_pointer`` every ``(type, start, end)`` with a score > 0, nested entities included (one
   span may then be listed with two types), for ``span`` every start paired with its nearest end
   of the same type. They are listed by start, end and type (label order). The ``tags`` are the
-  model's flat tags (derived from the same spans, an enclosing span winning over the ones inside,
-  see ``tfner.layers.span_decoders``) stitched across windows as for every tagger;
+  model's flat tags (derived from the same spans; of overlapping spans GlobalPointer keeps the best
+  scoring, see ``tfner.layers.span_decoders``) stitched across windows as for every tagger;
 - confidence of an entity: ``sigmoid(score)`` for ``global_pointer``; ``P(start type) *
   P(end type)`` (softmax probabilities) for ``span``.
 
@@ -127,26 +127,12 @@ class SpanServingModule(TaggerServingModule):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
         """Raw UTF-8 texts -> tags, decoded entities and confidences (see the module docstring)."""
-        codepoints = tf.strings.unicode_decode(text, "UTF-8", errors="replace",
-                                               replacement_char=0xFFFD)
-        batch = tf.shape(text)[0]
-        lengths = tf.cast(codepoints.row_lengths(), tf.int32)
-        ids = tf.ragged.map_flat_values(self.char_lookup.table.lookup, codepoints)
-        padded_ids = ids.to_tensor(default_value=self.pad_id)
-        is_break = tf.reduce_any(
-            tf.equal(codepoints.to_tensor(default_value=-1)[..., None],
-                     tf.constant(self._punctuation_codepoints)), axis=-1)
+        windows = self._text_windows(text)
+        codepoints, lengths = windows["codepoints"], windows["lengths"]
+        row, start, end = windows["row"], windows["start"], windows["end"]
+        window_ids, in_window = windows["window_ids"], windows["in_window"]
 
         # Windows of every text -> the tagger.
-        row, start, end = graph.window_bounds(lengths, is_break, self.window, self.overlap)
-        window_lengths = end - start
-        width = tf.reduce_max(tf.concat([window_lengths, [0]], axis=0))
-        offsets = tf.range(width, dtype=tf.int32)
-        in_window = offsets[None, :] < window_lengths[:, None]
-        columns = tf.minimum(start[:, None] + offsets[None, :], tf.shape(padded_ids)[1] - 1)
-        rows = tf.broadcast_to(row[:, None], tf.shape(columns))
-        window_ids = tf.gather_nd(padded_ids, tf.stack([rows, tf.maximum(columns, 0)], axis=-1))
-        window_ids = tf.where(in_window, window_ids, self.pad_id)
         window_tags, spans, confidence = self._run_span_tagger(window_ids, in_window)
 
         # Stitch the tags: flat per-character values in text order.
@@ -176,20 +162,5 @@ class SpanServingModule(TaggerServingModule):
         surface = tf.strings.unicode_encode(
             tf.gather(codepoints.flat_values, tf.ragged.range(span_start, span_end)), "UTF-8")
 
-        def per_text(values, default):
-            return tf.RaggedTensor.from_value_rowids(
-                values, tf.cast(entity_row, tf.int64), nrows=tf.cast(batch, tf.int64)
-            ).to_tensor(default_value=default)
-
-        tag_strings = tf.gather(tf.constant(self.labels), tags)
-        num_entities = tf.math.bincount(entity_row, minlength=batch, maxlength=batch, dtype=tf.int32)
-        return {
-            "tags": tf.RaggedTensor.from_row_lengths(tag_strings, lengths).to_tensor(default_value=""),
-            "length": lengths,
-            "entity_start": per_text(local_start, -1),
-            "entity_end": per_text(local_end, -1),
-            "entity_type": per_text(type_names, ""),
-            "entity_text": per_text(surface, ""),
-            "entity_confidence": per_text(confidence, 0.0),
-            "num_entities": num_entities,
-        }
+        return self._serve_outputs(windows, tags, entity_row, local_start, local_end, type_names,
+                                   surface, confidence)
