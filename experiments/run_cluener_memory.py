@@ -488,7 +488,7 @@ def _predicted_category_selection(args, metrics, selections, train, dev, bundle,
     timer = _make_step_timer()
     history = fit_category_classifier(classifier, train, tokenizer, config, callbacks=[timer])
     seconds = time.perf_counter() - start
-    steps = int(keras.ops.convert_to_numpy(classifier.optimizer.iterations))
+    steps = int(keras.ops.convert_to_numpy(history.model.optimizer.iterations))  # the trained (replica) model
     scores = evaluate_category_classifier(classifier, dev, tokenizer, batch_size=args.eval_batch_size)
     logger.info("category classifier: dev P %.4f R %.4f F1 %.4f (%d steps, %.0f s)", scores["precision"],
                 scores["recall"], scores["f1"], steps, seconds)

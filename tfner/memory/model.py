@@ -846,7 +846,7 @@ def evaluate_category_classifier(classifier, sentences, tokenizer=None, *, schem
 
 
 def fit_category_classifier(classifier, sentences, tokenizer=None, config=None, *, scheme="BIOS",
-                            dev_sentences=None, callbacks=None):
+                            dev_sentences=None, callbacks=None, strategy=None):
     """Trains the classifier on gold categories with ``model.fit`` (per-group learning rates).
 
     Args:
@@ -857,24 +857,41 @@ def fit_category_classifier(classifier, sentences, tokenizer=None, config=None, 
         scheme: tag scheme of the sentences.
         dev_sentences: optional; when given, ``val_category_f1`` is logged each epoch.
         callbacks: extra Keras callbacks.
+        strategy: train on several devices or machines: ``"mirrored"``, ``"multi-worker"``
+            (cluster from ``$TF_CONFIG``), ``"tpu"``, ``"data-parallel"`` (JAX), a
+            ``tf.distribute.Strategy`` or a ``keras.distribution.Distribution``; None:
+            ``tfner.training.distribute.default_strategy()`` (one process unless set).
+            ``config.batch_size`` is the global batch. Only the chief writes files (this
+            function writes none itself); see ``tfner.training.distribute``.
 
     Returns:
-        The Keras ``History``.
+        The Keras ``History``; ``history.model`` is the model that was trained (``classifier``
+        itself, or its replica copy under a strategy, whose ``optimizer.iterations`` counts the
+        steps).
     """
+    from tfner.training import distribute
+
     config = config or MemoryTrainConfig()
     tokenizer = tokenizer or classifier.tokenizer()
     x = encode_category_inputs(sentences, tokenizer, config.max_length)
     y = category_targets(sentences, classifier.categories, scheme)
     plan = training_plan(len(sentences), config, has_dev=False)
+    run = distribute.training_run(classifier, strategy)  # before the seed: the batches stay the same
+    trained = run.trained
     keras.utils.set_random_seed(config.seed)
-    classifier.compile(optimizer=make_optimizer(classifier, config, plan.total_steps), jit_compile=False)
+    with run.scope():
+        trained.compile(optimizer=make_optimizer(trained, config, plan.total_steps), jit_compile=False)
     extra = list(callbacks or ())
     if dev_sentences is not None:
         extra.insert(0, _CategoryF1Evaluation(dev_sentences, tokenizer, scheme, config.eval_batch_size))
     capped = config.steps_per_epoch is not None or config.max_steps is not None
-    return classifier.fit(x, y, batch_size=config.batch_size, epochs=plan.epochs,
-                          steps_per_epoch=plan.steps_per_epoch if capped else None,
-                          shuffle=True, callbacks=extra, verbose=resolve_verbose(config.verbose))
+    with run.scope():
+        history = trained.fit(x, y, batch_size=config.batch_size, epochs=plan.epochs,
+                              steps_per_epoch=plan.steps_per_epoch if capped else None,
+                              shuffle=True, callbacks=extra,
+                              verbose=resolve_verbose(config.verbose) if run.is_chief else 0)
+    run.finish()
+    return history
 
 
 class _CategoryF1Evaluation(keras.callbacks.Callback):
@@ -1389,7 +1406,7 @@ class MemoryEntityF1Evaluation(keras.callbacks.Callback):
 
 
 def fit_memory_tagger(model, train_corpus, config=None, *, dev_corpus=None, dev_sentences=None,
-                      output_dir=None, callbacks=None):
+                      output_dir=None, callbacks=None, strategy=None):
     """Trains a :class:`MemoryTagger` with ``model.fit`` and the paper's settings.
 
     ``GroupedAdamW`` with ``config.encoder_lr`` for a pretrained encoder and ``config.head_lr``
@@ -1408,10 +1425,18 @@ def fit_memory_tagger(model, train_corpus, config=None, *, dev_corpus=None, dev_
         dev_corpus, dev_sentences: the dev :class:`MemoryCorpus` and its gold sentences.
         output_dir: optional directory for ``best.keras`` and ``history.csv``.
         callbacks: extra Keras callbacks (run after the dev evaluation).
+        strategy: train on several devices or machines: ``"mirrored"``, ``"multi-worker"``
+            (cluster from ``$TF_CONFIG``), ``"tpu"``, ``"data-parallel"`` (JAX), a
+            ``tf.distribute.Strategy`` or a ``keras.distribution.Distribution``; None:
+            ``tfner.training.distribute.default_strategy()`` (one process unless set).
+            ``config.batch_size`` is the global batch. Only the chief writes files; see
+            ``tfner.training.distribute``.
 
     Returns:
         ``tfner.training.TrainResult``.
     """
+    from tfner.training import distribute
+
     config = config or MemoryTrainConfig()
     if train_corpus.tag_ids is None:
         raise ValueError("the training corpus has no tags: pass `labels` to encode_memory_corpus")
@@ -1419,8 +1444,11 @@ def fit_memory_tagger(model, train_corpus, config=None, *, dev_corpus=None, dev_
         raise ValueError("give both dev_corpus and dev_sentences, or neither")
     has_dev = dev_corpus is not None
     plan = training_plan(len(train_corpus), config, has_dev=has_dev)
+    run = distribute.training_run(model, strategy)  # before the seed: the batches stay the same
+    trained = run.trained
     keras.utils.set_random_seed(config.seed)
-    model.compile(optimizer=make_optimizer(model, config, plan.total_steps), jit_compile=False)
+    with run.scope():
+        trained.compile(optimizer=make_optimizer(trained, config, plan.total_steps), jit_compile=False)
     dataset = memory_dataset(train_corpus, config.batch_size, with_memory=model.use_memory,
                              shuffle=True, seed=config.seed, bucket=config.bucket, repeat=True)
     all_callbacks = [EpochTimer()]
@@ -1432,17 +1460,24 @@ def fit_memory_tagger(model, train_corpus, config=None, *, dev_corpus=None, dev_
     if has_dev and config.patience:
         all_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_entity_f1", mode="max",
                                                            patience=config.patience))
+    write_dir = None
     if output_dir is not None:
         output_dir = pathlib.Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        all_callbacks.append(keras.callbacks.CSVLogger(str(output_dir / "history.csv")))
+        write_dir = pathlib.Path(run.write_dir(output_dir))  # a scratch directory on non-chief workers
+        write_dir.mkdir(parents=True, exist_ok=True)
+        all_callbacks.append(keras.callbacks.CSVLogger(str(write_dir / "history.csv")))
         if has_dev:
             all_callbacks.append(keras.callbacks.ModelCheckpoint(
-                str(output_dir / "best.keras"), monitor="val_entity_f1", mode="max",
+                str(write_dir / "best.keras"), monitor="val_entity_f1", mode="max",
                 save_best_only=True, verbose=0))
-    history = model.fit(dataset, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                        callbacks=all_callbacks, verbose=resolve_verbose(config.verbose),
-                        shuffle=False)  # the dataset is already in plan_batches order
+    with run.scope():
+        history = trained.fit(run.dataset(dataset), epochs=plan.epochs,
+                              steps_per_epoch=plan.steps_per_epoch, callbacks=all_callbacks,
+                              verbose=resolve_verbose(config.verbose) if run.is_chief else 0,
+                              shuffle=False)  # the dataset is already in plan_batches order
+        if write_dir is not None and not has_dev:
+            trained.save(write_dir / "best.keras")
+    run.finish()
     rows = [{"epoch": e, **{k: float(v[e]) for k, v in history.history.items()}}
             for e in range(len(history.epoch))]
     best_path = None
@@ -1450,11 +1485,9 @@ def fit_memory_tagger(model, train_corpus, config=None, *, dev_corpus=None, dev_
         model.set_weights(evaluation.best_weights)
     if output_dir is not None:
         best_path = output_dir / "best.keras"
-        if not has_dev:
-            model.save(best_path)
     return TrainResult(
         history=rows,
-        steps_trained=int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        steps_trained=int(keras.ops.convert_to_numpy(trained.optimizer.iterations)),
         best_path=str(best_path) if best_path is not None and best_path.exists() else None,
         best_dev_f1=evaluation.best_f1 if evaluation is not None else None,
         seconds_per_epoch=[row.get("train_seconds") for row in rows],

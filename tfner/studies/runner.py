@@ -305,20 +305,31 @@ class _KeepBest:
         self.callback = Callback()
 
 
-def fit_fixed_padding(tagger, corpus, dev, tokenizer, config, pad_to, *, callbacks=()):
+def fit_fixed_padding(tagger, corpus, dev, tokenizer, config, pad_to, *, callbacks=(), strategy=None):
     """Trains like ``fit_tagger`` (same optimizer groups, schedule, dev F1 each epoch, best dev
     weights kept) but pads every batch to ``pad_to`` with no length buckets, as the report does.
 
     No checkpoints or resumption: this is the padding study's baseline. Returns
     ``(history, steps, best_dev_f1)``.
+
+    ``strategy``: train on several devices or machines: ``"mirrored"``, ``"multi-worker"``
+    (cluster from ``$TF_CONFIG``), ``"tpu"``, ``"data-parallel"`` (JAX), a
+    ``tf.distribute.Strategy`` or a ``keras.distribution.Distribution``; None:
+    ``tfner.training.distribute.default_strategy()`` (one process unless set).
+    ``config.batch_size`` is the global batch. Only the chief writes files (this function writes
+    none itself); see ``tfner.training.distribute``.
     """
     import keras
 
     from tfner.preprocessing import make_dataset
+    from tfner.training import distribute
     from tfner.training.trainer import EntityF1Evaluation, EpochTimer, make_optimizer, training_plan
 
     plan = training_plan(len(corpus.lengths), config, has_dev=True)
-    tagger.compile(optimizer=make_optimizer(tagger, config, plan.total_steps), jit_compile=False)
+    run = distribute.training_run(tagger, strategy)
+    trained = run.trained
+    with run.scope():
+        trained.compile(optimizer=make_optimizer(trained, config, plan.total_steps), jit_compile=False)
     keep = _KeepBest().callback
     cbs = [EpochTimer(), EntityF1Evaluation(dev, tokenizer, batch_size=config.eval_batch_size,
                                             max_length=config.eval_max_length), *callbacks, keep]
@@ -327,14 +338,17 @@ def fit_fixed_padding(tagger, corpus, dev, tokenizer, config, pad_to, *, callbac
                                                  patience=config.patience))
     dataset = make_dataset(corpus, config.batch_size, seed=config.seed, bucket=False, repeat=True,
                            pad_to=pad_to)
-    fit = tagger.fit(dataset, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch, callbacks=cbs, shuffle=False,
-                     verbose=config.verbose if config.verbose != "auto" else 2)
+    verbose = config.verbose if config.verbose != "auto" else 2
+    with run.scope():
+        fit = trained.fit(run.dataset(dataset), epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                          callbacks=cbs, shuffle=False, verbose=verbose if run.is_chief else 0)
+    run.finish()
     n = len(fit.history.get("loss", []))
     history = [{"epoch": e, **{k: float(v[e]) for k, v in fit.history.items() if e < len(v)}}
                for e in range(n)]
     if keep.weights is not None:
         tagger.set_weights(keep.weights)
-    steps = int(keras.ops.convert_to_numpy(tagger.optimizer.iterations))
+    steps = int(keras.ops.convert_to_numpy(trained.optimizer.iterations))
     return history, steps, (keep.best if keep.weights is not None else None)
 
 

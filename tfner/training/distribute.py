@@ -16,6 +16,11 @@ tfner has no cluster code of its own: `fit_tagger(..., strategy=...)` (and `tfne
 
 An instance of `tf.distribute.Strategy` or `keras.distribution.Distribution` is accepted too.
 
+The other training loops take the same `strategy` argument (default `default_strategy()`) and
+train a replica copy the same way (`training_run`): `tfner.training.fit_multitask`
+(`MultiTaskTagger`), `tfner.memory.fit_memory_tagger` and `fit_category_classifier`, and
+`tfner.studies.runner.fit_fixed_padding`. They have no resume after a kill.
+
 What `fit_tagger` keeps under a strategy: `batch_size` stays the *global* batch (each replica gets
 its share of every batch; the loss of each replica is scaled by 1 / replicas and gradients are
 summed, so a step equals the single-process step on the same batch up to float rounding);
@@ -264,17 +269,41 @@ def tf_config_for(workers, index) -> str:
     return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": int(index)}})
 
 
-def replicate_tagger(tagger, dist: Distributed):
-    """A copy of `tagger` whose variables live on the strategy's replicas, with the same weights.
+def replicate_model(model, dist: Distributed):
+    """A copy of `model` whose variables live on the strategy's replicas, with the same weights
+    and dropout seed state.
 
-    `fit_tagger` trains the copy and copies the trained weights back into `tagger`.
+    Works for any Keras model that rebuilds from its config (`model.__class__.from_config(
+    model.get_config())`): `NERTagger`, `MultiTaskTagger`, `MemoryTagger`,
+    `EntityCategoryClassifier`. The fit functions train the copy and copy the trained weights
+    back into `model`.
+
+    Raises:
+        ValueError: the model cannot be rebuilt from its config (a subclassed model without
+            `get_config`, or a config that does not describe its weights); the message names the
+            strategy and the reason.
     """
+    what = type(model).__name__
     with dist.scope():
-        copy = tagger.__class__.from_config(tagger.get_config())
-        copy.set_weights(tagger.get_weights())
+        try:
+            copy = model.__class__.from_config(model.get_config())
+        except (NotImplementedError, TypeError, ValueError, KeyError) as error:
+            reason = " ".join(str(error).split())
+            reason = reason if len(reason) <= 300 else reason[:297] + "..."
+            raise ValueError(
+                f"strategy {dist.name!r}: cannot replicate {what} on the strategy's replicas: "
+                f"it does not rebuild from its config ({type(error).__name__}: {reason}); train it "
+                "without a strategy, or give the class get_config/from_config") from error
+        weights = model.get_weights()
+        if len(copy.weights) != len(weights):
+            raise ValueError(
+                f"strategy {dist.name!r}: cannot replicate {what} on the strategy's replicas: the "
+                f"copy rebuilt from its config has {len(copy.weights)} weights, the model "
+                f"{len(weights)} (its config does not describe all of its layers)")
+        copy.set_weights(weights)
     from tfner.training.resume import seed_state_variables
 
-    for mine, theirs in zip(seed_state_variables(copy), seed_state_variables(tagger)):
+    for mine, theirs in zip(seed_state_variables(copy), seed_state_variables(model)):
         mine.assign(keras.ops.convert_to_numpy(theirs))
     if dist.strategy is not None:
         copy._maybe_symbolic_build = _symbolic_build_from_local_batch(copy, dist.strategy)
@@ -282,6 +311,76 @@ def replicate_tagger(tagger, dist: Distributed):
             copy.train_step = _logs_as_vectors(copy.train_step)
             copy.test_step = _logs_as_vectors(copy.test_step)
     return copy
+
+
+def replicate_tagger(tagger, dist: Distributed):
+    """`replicate_model` of a `NERTagger` (the name `fit_tagger` uses)."""
+    return replicate_model(tagger, dist)
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What a fit function needs to honour its `strategy` argument (`training_run`).
+
+    Attributes:
+        dist: the resolved strategy, or None (one process).
+        model: the model the caller passed.
+        trained: what to compile and fit: `model` itself without a strategy, else its
+            `replicate_model` copy.
+        is_chief: this process writes the run's files.
+    """
+
+    dist: Distributed | None
+    model: object
+    trained: object
+    is_chief: bool = True
+    _scratch: object = dataclasses.field(default=None, repr=False)
+
+    def scope(self):
+        """The strategy's scope (compile and fit inside it); a null context without one."""
+        return self.dist.scope() if self.dist is not None else contextlib.nullcontext()
+
+    def dataset(self, dataset):
+        """`distributed_dataset_options` of a training dataset."""
+        return distributed_dataset_options(dataset, self.dist)
+
+    def write_dir(self, output_dir):
+        """Where this process writes the run's files: `output_dir` on the chief, a scratch
+        directory on the other workers (they run the same saving code; removed by `finish`)."""
+        if self.is_chief or output_dir is None:
+            return output_dir
+        if self._scratch is None:
+            self._scratch = worker_scratch_dir(self.dist)
+        return self._scratch
+
+    def finish(self):
+        """After `fit`: waits for the chief (its last files), removes a worker's scratch directory
+        and copies the trained weights back into `model`."""
+        if self.dist is not None:
+            self.dist.broadcast_from_chief(1)
+            if self._scratch is not None:
+                import shutil
+
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
+        if self.trained is not self.model:
+            self.model.set_weights(self.trained.get_weights())
+
+
+def training_run(model, strategy=None) -> TrainingRun:
+    """`model` made ready for training under `strategy` (None: `default_strategy()`), as
+    `fit_tagger` does: resolves the strategy and, when there is one, replicates the model
+    (`replicate_model`). Without a strategy `trained` is `model` itself and nothing changes.
+
+    Use: `run = training_run(model, strategy)`; compile and fit `run.trained` inside
+    `run.scope()` on `run.dataset(dataset)`, write files into `run.write_dir(output_dir)`, then
+    `run.finish()`.
+    """
+    dist = resolve_strategy(strategy if strategy is not None else default_strategy())
+    if dist is None:
+        return TrainingRun(None, model, model)
+    logger.info("training %s with strategy %s", type(model).__name__, dist.describe())
+    return TrainingRun(dist, model, replicate_model(model, dist), is_chief=dist.is_chief)
 
 
 def _logs_as_vectors(step):

@@ -485,7 +485,7 @@ class MultiTaskResult:
     steps_trained: int
 
 
-def fit_multitask(model, corpora, config=None, *, dev_sentences=None, callbacks=None):
+def fit_multitask(model, corpora, config=None, *, dev_sentences=None, callbacks=None, strategy=None):
     """Trains a `MultiTaskTagger` with `model.fit` on multi-task batches.
 
     Args:
@@ -494,10 +494,20 @@ def fit_multitask(model, corpora, config=None, *, dev_sentences=None, callbacks=
         config: a `MultiTaskConfig` (default: its defaults).
         dev_sentences: NER-tagged dev `TaggedSentence`s for `val_entity_f1`, or None.
         callbacks: extra Keras callbacks, run after the dev evaluation and DWA.
+        strategy: train on several devices or machines: `"mirrored"`, `"multi-worker"` (cluster
+            from `$TF_CONFIG`), `"tpu"`, `"data-parallel"` (JAX), a `tf.distribute.Strategy`
+            or a `keras.distribution.Distribution`; None: `tfner.training.distribute.
+            default_strategy()` (one process unless set). `config.batch_size` is the global
+            batch. Only the chief writes files (this function writes none itself; callbacks
+            that write run on every worker); see `tfner.training.distribute`. A task's loss is
+            the mean over the sentences of a replica's share that have gold for it, so with
+            several replicas a batch whose sentences lack some tasks' gold weighs them slightly
+            differently than one process does.
 
     Returns:
         A `MultiTaskResult`. No checkpoints are written (pass `keras.callbacks.ModelCheckpoint`).
     """
+    from tfner.training import distribute
     from tfner.training.trainer import EpochTimer, resolve_verbose
 
     config = config or MultiTaskConfig()
@@ -508,9 +518,12 @@ def fit_multitask(model, corpora, config=None, *, dev_sentences=None, callbacks=
         logger.info("corpus %s: %d sentences; gold per task %s", corpus.name or "?", len(corpus),
                     corpus.task_counts())
     steps = config.steps_per_epoch or multitask_steps_per_epoch(corpora, config.batch_size)
-    model.compile(optimizer=make_multitask_optimizer(
-        model, config.learning_rates, reference_task=config.reference_task,
-        clipnorm=config.clipnorm), jit_compile=False, run_eagerly=config.run_eagerly)
+    run = distribute.training_run(model, strategy)
+    trained = run.trained
+    with run.scope():
+        trained.compile(optimizer=make_multitask_optimizer(
+            trained, config.learning_rates, reference_task=config.reference_task,
+            clipnorm=config.clipnorm), jit_compile=False, run_eagerly=config.run_eagerly)
     all_callbacks = [EpochTimer()]
     if dev_sentences is not None:
         all_callbacks.append(NERDevEvaluation(dev_sentences, batch_size=config.eval_batch_size,
@@ -521,15 +534,18 @@ def fit_multitask(model, corpora, config=None, *, dev_sentences=None, callbacks=
     all_callbacks += list(callbacks or ())
     dataset = multitask_dataset(corpora, config.batch_size, model.target_keys, seed=config.seed,
                                 bucket=config.bucket, pad_id=model.tokenizer().pad_id)
-    history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps,
-                        callbacks=all_callbacks, verbose=resolve_verbose(config.verbose),
-                        shuffle=False)
+    with run.scope():
+        history = trained.fit(run.dataset(dataset), epochs=config.epochs, steps_per_epoch=steps,
+                              callbacks=all_callbacks,
+                              verbose=resolve_verbose(config.verbose) if run.is_chief else 0,
+                              shuffle=False)
+    run.finish()
     rows = [{"epoch": e, **{k: float(v[e]) for k, v in history.history.items()}}
             for e in range(len(history.epoch))]
     return MultiTaskResult(
         history=rows,
         weights_history=list(dwa.weights_history) if dwa is not None else [],
-        steps_trained=int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        steps_trained=int(keras.ops.convert_to_numpy(trained.optimizer.iterations)),
     )
 
 
