@@ -14,10 +14,25 @@ and score entity *spans* instead of per-character tags:
 
 Both layers also return flat tags `[B, T]` in the tagger's scheme, derived from their decoded
 spans, so every tag-based tool of tfner (entity metrics, `predict_tags`, the export's serving
-signature) works unchanged. Where decoded spans overlap, the tags keep the spans found by a left
-to right sweep: a span is written when it starts after the last written span has ended, and of the
-spans starting at one position the longest wins. An enclosing span thus wins over the spans nested
-inside it (which stay in the decoded span list); of two crossing spans the earlier one wins.
+signature) works unchanged. Flat tags hold no overlapping entities, so where decoded spans
+overlap some are left out of the tags (they stay in the decoded span list):
+
+- GlobalPointer (`GlobalPointerDecoder.flat_spans`): the higher score wins. The best scoring span
+  is written first, then the best scoring span overlapping none written so far, and so on; on
+  equal scores the earlier start wins, then the longer span. A nested span that scores higher than
+  the span around it is thus the one in the tags, and so is the later of two crossing spans when
+  it scores higher.
+- Start/end pointers: a start has one span (its nearest end), and the spans are written by a left
+  to right sweep (`spans_to_tags`): a span is written when it starts after the last written span
+  has ended, so of two crossing spans the earlier one wins.
+
+No `"emissions"` output: the CRF and softmax taggers output per-character tag scores
+`"emissions"` `[B, T, K]`, which their loss, the CRF and the export's entity confidences read.
+A span decoder has no per-character tag scores (its tags are written from decoded spans); its
+scores are per span, already in the outputs (`"span_scores"`, or `"start_logits"` /
+`"end_logits"`), and the consumers that read `"emissions"` for the other taggers read these
+instead: the model's loss (`loss` of each layer), the export's confidences
+(`tfner.export.span_serving`) and `tfner.models.predict_spans`.
 
 Everything is written with `keras.ops` (TensorFlow and JAX backends). Spans are
 `(type, start, end)` with `end` exclusive, as in `tfner.data.spans_from_tags`.
@@ -146,8 +161,9 @@ class _SpanDecoderBase(keras.layers.Layer):
             span_end: `[B, T]` int: its last position (inclusive).
             mask: `[B, T]` padding mask.
 
-        A left to right sweep writes a span when it starts after the last written span ended (so
-        overlapping spans are resolved as the module docstring says); 0 ("O") elsewhere.
+        A left to right sweep writes a span when it starts after the last written span ended (the
+        start/end pointers' rule for overlapping spans; GlobalPointer passes spans that do not
+        overlap, see `GlobalPointerDecoder.flat_spans`); 0 ("O") elsewhere.
         """
         span_type = ops.cast(span_type, "int32")
         mask = _bool_mask(mask, span_type)
@@ -332,7 +348,7 @@ class GlobalPointerDecoder(_SpanDecoderBase):
       span from `i` to `j` (inclusive); a span is predicted when its score is > 0, with the
       confidence `sigmoid(score)`;
     - `"tags"`: int32 `[B, T]` flat tags of the decoded spans (one type per span: the best
-      scoring; see the module docstring for overlaps); computed in inference only (zeros when
+      scoring; of overlapping spans the best scoring, see `flat_spans`); computed in inference only (zeros when
       called with `training=True`).
 
     Loss (`loss`): the multi-label categorical cross-entropy of Su (2020) over the `T * T` pairs of
@@ -394,20 +410,51 @@ class GlobalPointerDecoder(_SpanDecoderBase):
         if training:
             tags = ops.zeros((shape[0], shape[1]), dtype="int32")
         else:
-            span_type, span_end = self.longest_spans(scores)
+            span_type, span_end = self.flat_spans(scores)
             tags = self.spans_to_tags(span_type, span_end, mask)
         return {"span_scores": scores, "tags": tags}
 
     @staticmethod
-    def longest_spans(scores):
-        """`(span_type, span_end)` `[B, T]`: the longest predicted span starting at each position
-        (its best scoring type; -1 where none) and its last position (inclusive)."""
-        positive = ops.any(scores > 0, axis=1)  # [B, T, T]
-        positions = ops.arange(ops.shape(scores)[2], dtype="int32")
-        span_end = ops.max(ops.where(positive, positions[None, None, :], -1), axis=-1)
-        best_type = ops.cast(ops.argmax(scores, axis=1), "int32")  # [B, T, T]
-        type_at_end = ops.take_along_axis(best_type, ops.maximum(span_end, 0)[..., None], axis=-1)[..., 0]
-        return ops.where(span_end >= 0, type_at_end, -1), ops.maximum(span_end, 0)
+    def flat_spans(scores):
+        """`(span_type, span_end)` `[B, T]`: the non-overlapping spans written into the flat tags,
+        as one span per start position (type -1 where none starts; end inclusive).
+
+        Of the predicted spans (score > 0, each with its best scoring type), the best scoring is
+        kept first, then the best scoring one that overlaps no kept span, and so on; on equal
+        scores the earlier start wins, then the longer span. (A loop with one step per kept span;
+        each step is an argmax over the `[B, T, T]` scores.)
+        """
+        scores = ops.cast(scores, "float32")
+        best = ops.max(scores, axis=1)  # [B, T, T]: the best type's score of each span
+        best_type = ops.cast(ops.argmax(scores, axis=1), "int32")
+        shape = ops.shape(best)
+        batch, length = shape[0], shape[1]
+        positions = ops.arange(length, dtype="int32")
+        # Tie order of the spans: smaller is preferred (earlier start, then later end).
+        order = positions[:, None] * length + (length - 1 - positions[None, :])  # [T, T]
+        flat_type = ops.reshape(best_type, (batch, -1))
+        none = ops.zeros((batch, length), dtype="int32") - 1
+
+        def pending(candidates, span_type, span_end):
+            return ops.any(candidates > 0)
+
+        def keep_best(candidates, span_type, span_end):
+            top = ops.max(candidates, axis=(1, 2))  # [B]
+            found = top > 0
+            is_top = (candidates == top[:, None, None]) & found[:, None, None]
+            chosen = ops.min(ops.where(is_top, order[None], length * length), axis=(1, 2))
+            start, end = chosen // length, length - 1 - chosen % length
+            type_ = ops.take_along_axis(flat_type, ops.minimum(start * length + end, length * length - 1)[:, None],
+                                        axis=1)[:, 0]
+            here = (positions[None, :] == start[:, None]) & found[:, None]
+            span_type = ops.where(here, type_[:, None], span_type)
+            span_end = ops.where(here, end[:, None], span_end)
+            overlaps = ((positions[None, :, None] <= end[:, None, None])
+                        & (positions[None, None, :] >= start[:, None, None]) & found[:, None, None])
+            return ops.where(overlaps, MASKED_SCORE, candidates), span_type, span_end
+
+        _, span_type, span_end = ops.while_loop(pending, keep_best, (best, none, none))
+        return span_type, ops.maximum(span_end, 0)
 
     def targets(self, y, mask=None, length=None):
         """Gold span matrix `[B, types, T, T]` float32 (1 at `[b, t, start, end_inclusive]`), from

@@ -1,5 +1,8 @@
 """Span decoders (start/end pointers, GlobalPointer): decoding against brute force, gold targets,
-masking, taggers (char and pretrained encoder), .keras round trip, fit, nested spans, JAX, export."""
+masking, taggers (char and pretrained encoder), .keras round trip, fit, nested spans, JAX.
+
+The serving graph of these taggers is tested in tests/export/test_span_serving.py, span-set
+scores in tests/evaluation/test_span_metrics.py."""
 
 import doctest
 import json
@@ -19,7 +22,7 @@ from tfner.layers.span_decoders import (MASKED_SCORE, GlobalPointerDecoder, Span
                                         span_label_tables)
 from tfner.models import build_tagger, predict_spans, predict_tags
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 TYPES = ["LOC", "PER"]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + list("王小明在北京大学工作。，")
 DECODERS = ("span", "global_pointer")
@@ -59,18 +62,25 @@ def _sweep_tags(candidates, length, scheme):
     return tags_from_spans(kept, length, scheme)
 
 
+def _best_first(spans):
+    """The spans the flat tags keep (GlobalPointer's documented rule): best score first, then the
+    best one overlapping none kept; ties: earlier start, then longer. `spans`: (type, start,
+    end_excl, score); returns {start: (type, end_excl)} for `_sweep_tags`."""
+    kept = {}
+    for type_, s, e, _ in sorted(spans, key=lambda x: (-x[3], x[1], -x[2])):
+        if all(e <= ks or s >= ke for ks, (_, ke) in kept.items()):
+            kept[s] = (type_, e)
+    return kept
+
+
 def _brute_global_pointer(scores, length, types):
-    """All (type, start, end_excl, score) with score > 0 inside the sentence; the longest span per
-    start with its best type."""
+    """All (type, start, end_excl, score) with score > 0 inside the sentence; the spans of the flat
+    tags (best type per span, then `_best_first`)."""
     spans = [(types[t], s, e + 1, scores[t, s, e]) for s in range(length) for e in range(s, length)
              for t in range(len(types)) if scores[t, s, e] > 0]
-    longest = {}
-    for s in range(length):
-        ends = [e for e in range(s, length) if (scores[:, s, e] > 0).any()]
-        if ends:
-            e = max(ends)
-            longest[s] = (types[int(np.argmax(scores[:, s, e]))], e + 1)
-    return spans, longest
+    best = [(types[int(np.argmax(scores[:, s, e]))], s, e + 1, scores[:, s, e].max())
+            for s in range(length) for e in range(s, length) if (scores[:, s, e] > 0).any()]
+    return spans, _best_first(best)
 
 
 def _brute_span_pointer(start_logits, end_logits, length, types):
@@ -102,10 +112,7 @@ def _random_lengths(rng, batch, width):
 
 
 def test_docstring_examples():
-    from tfner.evaluation import span_metrics
-
-    for module in (span_decoders, span_metrics):
-        assert doctest.testmod(module).failed == 0
+    assert doctest.testmod(span_decoders).failed == 0
 
 
 @pytest.mark.parametrize("scheme", ["BIO", "BIOS", "BIOES"])
@@ -120,18 +127,53 @@ def test_global_pointer_decoding_matches_brute_force(scheme):
         valid = mask[:, None, :, None] & mask[:, None, None, :] & np.triu(np.ones((width, width), bool))
         scores = np.where(valid, raw, MASKED_SCORE).astype("float32")
         decoded = layer.decode({"span_scores": raw}, mask)  # decode masks by itself
-        span_type, span_end = (np.asarray(x) for x in layer.longest_spans(scores))
+        span_type, span_end = (np.asarray(x) for x in layer.flat_spans(scores))
         tags = np.asarray(layer.spans_to_tags(span_type, span_end, mask))
         for b in range(batch):
             n = lengths[b]
-            spans, longest = _brute_global_pointer(scores[b], n, types)
+            spans, flat = _brute_global_pointer(scores[b], n, types)
             expected = sorted(spans, key=lambda x: (x[1], x[2], types.index(x[0])))
             assert [x[:3] for x in decoded[b]] == [x[:3] for x in expected]
             np.testing.assert_allclose([x[3] for x in decoded[b]],
                                        [1 / (1 + np.exp(-x[3])) for x in expected], rtol=1e-5)
             labels = layer.labels
-            assert [labels[t] for t in tags[b, :n]] == _sweep_tags(longest, n, scheme)
+            assert [labels[t] for t in tags[b, :n]] == _sweep_tags(flat, n, scheme)
             assert (tags[b, n:] == 0).all()
+
+
+def test_global_pointer_flat_tags_keep_the_higher_score():
+    """Hand-made scores: of overlapping spans the tags keep the best scoring one; on equal scores
+    the earlier start, then the longer span. The decoded span list keeps them all."""
+    layer = GlobalPointerDecoder(["O", "B-LOC", "I-LOC", "B-PER", "I-PER"], head_size=4)
+    assert layer.types == ["LOC", "PER"]
+
+    def flat(spans, length=8):
+        scores = np.full((1, 2, length, length), -5.0, "float32")
+        for type_, start, end, score in spans:  # end inclusive
+            scores[0, layer.types.index(type_), start, end] = score
+        span_type, span_end = layer.flat_spans(scores)
+        tags = np.asarray(layer.spans_to_tags(span_type, span_end))[0]
+        assert len(layer.decode({"span_scores": scores})[0]) == len(spans)
+        return " ".join(layer.labels[t] for t in tags)
+
+    # Nested: the inner span scores higher than the one around it -> the inner one (it did not before).
+    assert flat([("LOC", 0, 5, 1.0), ("PER", 1, 2, 3.0)]) == "O B-PER I-PER O O O O O"
+    assert flat([("LOC", 0, 5, 3.0), ("PER", 1, 2, 1.0)]) == "B-LOC I-LOC I-LOC I-LOC I-LOC I-LOC O O"
+    # Crossing: the later span wins when it scores higher; then what overlaps neither is added.
+    assert flat([("LOC", 0, 3, 1.0), ("PER", 2, 5, 2.0), ("LOC", 6, 7, 0.5)]) == "O O B-PER I-PER I-PER I-PER B-LOC I-LOC"
+    assert flat([("LOC", 0, 3, 2.0), ("PER", 2, 5, 1.0)]) == "B-LOC I-LOC I-LOC I-LOC O O O O"
+    # A lower span between two kept ones that overlaps both is dropped, not the two.
+    assert flat([("LOC", 0, 1, 2.0), ("PER", 1, 4, 1.5), ("LOC", 3, 4, 1.8)]) == "B-LOC I-LOC O B-LOC I-LOC O O O"
+    # Ties: the earlier start wins, then (same start) the longer span.
+    assert flat([("LOC", 0, 2, 1.0), ("PER", 1, 4, 1.0)]) == "B-LOC I-LOC I-LOC O O O O O"
+    assert flat([("PER", 2, 3, 1.0), ("LOC", 2, 6, 1.0)]) == "O O B-LOC I-LOC I-LOC I-LOC I-LOC O"
+    # One span, two types: the better type.
+    assert flat([("LOC", 2, 3, 1.0), ("PER", 2, 3, 1.5)]) == "O O B-PER I-PER O O O O"
+    # Batched rows are independent, and a row without spans stays "O".
+    scores = np.full((2, 2, 4, 4), -5.0, "float32")
+    scores[0, 0, 0, 3], scores[0, 1, 1, 1] = 1.0, 2.0
+    span_type, span_end = (np.asarray(x) for x in layer.flat_spans(scores))
+    assert span_type.tolist() == [[-1, 1, -1, -1], [-1, -1, -1, -1]] and span_end[0, 1] == 1
 
 
 @pytest.mark.parametrize("scheme", ["BIO", "BIOS", "BIOES"])
@@ -293,7 +335,13 @@ def test_nested_spans_train_global_pointer(tmp_path):
     predicted = predict_spans(tagger, sentences[:1])
     assert [x[:3] for x in predicted[0]] == [("name", 0, 3), ("address", 4, 6), ("organization", 4, 8)]
     assert span_set_scores(gold_spans(sentences[:1]), predicted)["f1"] == 1.0
-    assert predict_tags(tagger, sentences[:1]) == [sentences[0].tags]  # the outer entity in the tags
+    # The tags hold the name and the better scoring of the two nested entities.
+    ids = np.array([list(tokenizer.encode(sentences[0].chars))], "int32")
+    scores = np.asarray(tagger({"token_ids": ids, "padding_mask": ids > 0}, training=False)["span_scores"])[0]
+    types = tagger.decoder_layer.types
+    inner, outer = ("address", 4, 6), ("organization", 4, 8)
+    best = max((inner, outer), key=lambda x: (scores[types.index(x[0]), x[1], x[2] - 1], x[2]))
+    assert predict_tags(tagger, sentences[:1]) == [tags_from_spans([("name", 0, 3), best], 10, "BIO")]
 
 
 def test_span_decoders_on_a_pretrained_encoder():
@@ -348,36 +396,3 @@ print(json.dumps(report))
         diff, long_tags, first, last, tags = report[decoder]
         assert diff < 1e-5 and long_tags[0][5:] == [0, 0] and last < first, (decoder, report[decoder])
         assert tags[0][:5] == [1, 2, 0, 3, 0], (decoder, tags)
-
-
-@pytest.mark.parametrize("decoder", DECODERS)
-def test_export_parity(decoder, tmp_path):
-    """The SavedModel's tags and entities equal the Keras model's (predict_tags / predict_spans),
-    with XLA too; the entity confidences are the decoded spans' confidences."""
-    from tfner.export import TextPredictor, export_saved_model, read_export_info
-
-    tagger, _ = _tiny(decoder, seed=3)
-    # Untrained: push the scores up a little so that there are entities (nested ones for GP).
-    layer = tagger.decoder_layer
-    dense = layer.dense if decoder == "global_pointer" else layer.start_dense
-    kernel, bias = dense.get_weights()
-    dense.set_weights([kernel * 8, bias + (0.5 if decoder == "global_pointer" else 0.0)])
-    if decoder == "span":
-        kernel, bias = layer.end_dense.get_weights()
-        layer.end_dense.set_weights([kernel * 8, bias])
-    texts = ["王小明在北京大学工作。", "北京", "", "小明在上海，王明在北京大学"]
-    spans = predict_spans(tagger, texts)
-    tags = predict_tags(tagger, texts)
-    assert sum(len(s) for s in spans) > 3
-    for jit in (False, True) if decoder == "global_pointer" else (False,):
-        path = export_saved_model(tagger, tmp_path / f"m{int(jit)}", window=16, overlap=4, jit_compile=jit)
-        info = read_export_info(path)
-        assert info["decoder"] == decoder and "entities" in info
-        served = TextPredictor(path)(texts)
-        for i in range(len(texts)):
-            assert served[i]["tags"] == tags[i]
-            assert [(e["type"], e["start"], e["end"]) for e in served[i]["entities"]] == \
-                [x[:3] for x in spans[i]]
-            np.testing.assert_allclose([e["confidence"] for e in served[i]["entities"]],
-                                       [x[3] for x in spans[i]], atol=1e-5)
-            assert all(e["text"] == texts[i][e["start"]:e["end"]] for e in served[i]["entities"])
