@@ -160,7 +160,8 @@ def test_global_pointer_flat_tags_keep_the_higher_score():
     assert flat([("LOC", 0, 5, 1.0), ("PER", 1, 2, 3.0)]) == "O B-PER I-PER O O O O O"
     assert flat([("LOC", 0, 5, 3.0), ("PER", 1, 2, 1.0)]) == "B-LOC I-LOC I-LOC I-LOC I-LOC I-LOC O O"
     # Crossing: the later span wins when it scores higher; then what overlaps neither is added.
-    assert flat([("LOC", 0, 3, 1.0), ("PER", 2, 5, 2.0), ("LOC", 6, 7, 0.5)]) == "O O B-PER I-PER I-PER I-PER B-LOC I-LOC"
+    assert flat([("LOC", 0, 3, 1.0), ("PER", 2, 5, 2.0), ("LOC", 6, 7, 0.5)]) == \
+        "O O B-PER I-PER I-PER I-PER B-LOC I-LOC"
     assert flat([("LOC", 0, 3, 2.0), ("PER", 2, 5, 1.0)]) == "B-LOC I-LOC I-LOC I-LOC O O O O"
     # A lower span between two kept ones that overlaps both is dropped, not the two.
     assert flat([("LOC", 0, 1, 2.0), ("PER", 1, 4, 1.5), ("LOC", 3, 4, 1.8)]) == "B-LOC I-LOC O B-LOC I-LOC O O O"
