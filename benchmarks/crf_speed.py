@@ -10,7 +10,8 @@ N(0, 1) emissions). Every candidate runs in its own worker process, created once
 - ``tf-loop`` / ``tf-compiled``: tfner on TensorFlow with ``crf_ops.set_implementation("loop")``
   (the op-by-op ``keras.ops.scan`` loops) and ``"auto"`` (XLA-compiled loops, the default inside
   ``tf.function``), both in one worker;
-- ``jax``: tfner on JAX (``jax.jit`` of the same functions).
+- ``jax-loop`` / ``jax``: tfner on JAX (``jax.jit`` of the same functions) with ``"loop"``
+  (the previous formulations) and ``"auto"`` (the compiled path's formulations), one worker.
 
 The driver asks the workers for one round (``--calls`` calls, results fetched) at a time and
 alternates the candidates within each round, so a shared or loaded machine slows all of them
@@ -117,27 +118,37 @@ def _jax_worker(tags_list):
     from tfner.layers import crf_ops
     from tfner_side import crf_inputs
 
+    def traced_with(fn, name):  # jax.jit traces on the first call: the setting then counts
+        def call(*args):
+            previous = crf_ops.set_implementation(name)
+            try:
+                return fn(*args)
+            finally:
+                crf_ops.set_implementation(previous)
+        return call
+
     candidates = {}
     for k in tags_list:
         data = crf_inputs(k)
         inputs, tags, lengths, trans = (jnp.asarray(data[n]) for n in (
             "inputs", "tags", "lengths", "transitions"))
+        for variant, name in (("jax-loop", "loop"), ("jax", "auto")):
 
-        def loss(inputs, trans, tags=tags, lengths=lengths):
-            return -jnp.mean(crf_ops.crf_log_likelihood(inputs, tags, lengths, trans)[0])
+            def loss(inputs, trans, tags=tags, lengths=lengths):
+                return -jnp.mean(crf_ops.crf_log_likelihood(inputs, tags, lengths, trans)[0])
 
-        grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-        decode = jax.jit(lambda inputs, trans, lengths=lengths: crf_ops.crf_decode(
-            inputs, trans, lengths))
+            grad = traced_with(jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), name)
+            decode = traced_with(jax.jit(lambda inputs, trans, lengths=lengths:
+                                         crf_ops.crf_decode(inputs, trans, lengths)), name)
 
-        def loglik(grad=grad, inputs=inputs, trans=trans):
-            value, (grad_inputs, grad_trans) = grad(inputs, trans)
-            return value, grad_inputs, grad_trans
+            def loglik(grad=grad, inputs=inputs, trans=trans):
+                value, (grad_inputs, grad_trans) = grad(inputs, trans)
+                return value, grad_inputs, grad_trans
 
-        candidates[("jax", k)] = {
-            "loglik_fwd_bwd": loglik,
-            "decode": lambda decode=decode, inputs=inputs, trans=trans: decode(inputs, trans),
-        }
+            candidates[(variant, k)] = {
+                "loglik_fwd_bwd": loglik,
+                "decode": lambda decode=decode, inputs=inputs, trans=trans: decode(inputs, trans),
+            }
     versions = {"jax": jax.__version__}
 
     def sync(out):
@@ -271,9 +282,10 @@ def main(argv=None):
     if not args.no_jax:
         workers["jax"] = Worker("jax", sys.executable, args.tags, work,
                                 {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
-    variants = [v for v in ("tfa", "tf-loop", "tf-compiled", "jax")
-                if workers.get({"tf-loop": "tf", "tf-compiled": "tf"}.get(v, v))]
-    owner = {v: workers[{"tf-loop": "tf", "tf-compiled": "tf"}.get(v, v)] for v in variants}
+    worker_of = {"tf-loop": "tf", "tf-compiled": "tf", "jax-loop": "jax"}
+    variants = [v for v in ("tfa", "tf-loop", "tf-compiled", "jax-loop", "jax")
+                if workers.get(worker_of.get(v, v))]
+    owner = {v: workers[worker_of.get(v, v)] for v in variants}
 
     cases = []
     for k in tags_list:
@@ -290,10 +302,10 @@ def main(argv=None):
         for v in variants:
             case["ms"][v] = {m: benchlib.summarize(times[(v, m)]) for m in METRICS}
             case["first_call_s"][v] = {m: first[(v, m)]["first_call_s"] for m in METRICS}
-        baselines = [b for b in ("tfa", "tf-loop") if b in variants]
+        baselines = [b for b in ("tfa", "tf-loop", "jax-loop") if b in variants]
         for v in variants:
             for b in baselines:
-                if v == b or v == "tfa":
+                if v == b or v == "tfa" or (b == "jax-loop" and v != "jax"):
                     continue
                 case["speedup"][f"{v}_vs_{b}"] = {
                     m: benchlib.summarize([tb / tv for tb, tv in zip(times[(b, m)], times[(v, m)])])

@@ -56,26 +56,29 @@ stabilised by the running maximum of the forward scores and the column maxima of
 transitions, and falls back to the exact ``[B, K, K]`` log-sum-exp recursion for a batch where
 that could underflow (see ``_forward_alphas``). Viterbi decoding is max-plus with ``top_k``.
 
-Compiled loops (``set_implementation``; default ``"auto"``). Those op-by-op loops spend their
-time on per-step overhead (at batch 64, length 128 the arithmetic is ~0.2 ms of 10-20 ms). On
-TensorFlow, when the CRF is traced into a graph for a fully static input shape
-(``tf.function``, Keras ``fit`` / ``predict`` on fixed-size batches), ``crf_log_likelihood``, ``crf_log_norm`` and ``crf_decode`` instead run as
-``tf.function(jit_compile=True)`` functions whose ``tf.while_loop`` has ``maximum_iterations``
-(``_xla_scan``). A gradient cannot leave such a function, so the log-likelihood's gradient is a
-second compiled function: the forward-backward gradient (the marginals, and the transitions'
-pairwise marginals as one matrix product, see ``_log_norm_gradient``) from the saved alphas
-and one more loop over the reversed sequences, or, for a batch that took the exact fallback,
-the gradient of the recomputed forward pass. ``crf_decode`` recomputes each predecessor going
-back (no back-pointers) and unrolls the max over the previous tag for ``K <= 64``. On JAX the
-same formulations run under the caller's ``jax.jit`` (``jax.custom_vjp`` for the gradient).
-Results equal the loops' to float32 rounding, decoded tags exactly (``tests/layers/
-test_crf_compiled.py``). ``crf_marginals`` and ``crf_multitag_sequence_score`` run the
-forward loop compiled (their gradient recomputes it, compiled, under a tape); tfa's building
-blocks ``crf_forward``, ``crf_decode_forward`` and ``crf_decode_backward`` always run the
-op-by-op loops. Speed: ``benchmarks/crf_speed.py``.
+Compiled loops (``set_implementation``; default ``"auto"``). Those op-by-op loops spend their time
+on per-step overhead (at batch 64, length 128 the arithmetic is ~0.2 ms of 10-20 ms). On
+TensorFlow, when the CRF is traced into a graph for a fully static input shape (``tf.function``,
+Keras ``fit`` / ``predict`` on fixed-size batches), ``crf_log_likelihood``, ``crf_log_norm`` and
+``crf_decode`` instead run as ``tf.function(jit_compile=True)`` functions whose ``tf.while_loop``
+has ``maximum_iterations`` (``_xla_scan``). A gradient cannot leave such a function, so the
+log-likelihood's gradient is a second compiled function: the forward-backward gradient (the
+marginals, and the transitions' pairwise marginals as one matrix product, see
+``_log_norm_gradient``) from the saved alphas and one more loop over the reversed sequences, or,
+for a batch that took the exact fallback, the gradient of the recomputed forward pass.
+``crf_decode`` recomputes each predecessor going back (no back-pointers) and unrolls the max over
+the previous tag for ``K <= 64``. On JAX the same Viterbi runs under the caller's ``jax.jit``, and
+above 16 tags the same gradient (``jax.custom_vjp``); below, differentiating the loop is faster
+there. Results equal the loops' to float32 rounding, decoded tags exactly
+(``tests/layers/test_crf_compiled.py``). ``crf_marginals`` and ``crf_multitag_sequence_score`` run
+the forward loop compiled (their gradient recomputes it, compiled, under a tape); tfa's building
+blocks ``crf_forward``, ``crf_decode_forward`` and ``crf_decode_backward`` always run the op-by-op
+loops. Speed: ``benchmarks/crf_speed.py``.
 """
 
 from __future__ import annotations
+
+import os
 
 import keras
 import numpy as np
@@ -222,25 +225,32 @@ def _at_last_position(values, lengths):
 # inputs of a fully known static shape [B, T, K] (a tf.function traced for fixed shapes, Keras
 # fit / predict on fixed-size batches), and as the op-by-op keras.ops.scan loops otherwise:
 # eagerly, and in graphs traced for varying shapes (input signatures with None dimensions,
-# e.g. SavedModel exports), where XLA would compile once per new shape; on JAX, crf_log_likelihood and crf_decode use the
-# compiled path's formulations (under the caller's jax.jit). "compiled" also compiles eager
+# e.g. SavedModel exports), where XLA would compile once per new shape. On JAX, crf_decode and
+# (above _JAX_FORWARD_BACKWARD_MIN_TAGS tags) crf_log_likelihood use the compiled path's
+# formulations (under the caller's jax.jit). "compiled" also compiles eager
 # TensorFlow calls; "loop" restores the op-by-op loops everywhere. Both give the same decoded
 # tags (ties included) and the same values and gradients to float32 rounding.
 _IMPLEMENTATIONS = ("auto", "compiled", "loop")
-_implementation = "auto"
+# The default can be set by the environment variable TFNER_CRF_IMPLEMENTATION.
+_implementation = os.environ.get("TFNER_CRF_IMPLEMENTATION", "auto")
+if _implementation not in _IMPLEMENTATIONS:
+    raise ValueError(
+        f"TFNER_CRF_IMPLEMENTATION must be one of {_IMPLEMENTATIONS}, got {_implementation!r}"
+    )
 
 
 def set_implementation(name):
     """Selects how the CRF's loops run on TensorFlow: ``"auto"``, ``"compiled"`` or ``"loop"``.
 
-    ``"auto"`` (the default) compiles the loops with XLA when the CRF is traced into a graph
-    (``tf.function``, Keras ``fit`` / ``predict``) for emissions of a fully known static shape,
-    and runs them op by op when called eagerly or traced for varying shapes (``None``
-    dimensions: SavedModel exports, ``reduce_retracing``), where XLA would compile again for
-    every new ``[B, T]``. ``"compiled"`` always compiles (eager calls and varying shapes too); ``"loop"`` never does (the
-    previous implementation: one ``keras.ops.scan`` ``tf.while_loop`` executed op by op). On
-    JAX, ``"auto"`` and ``"compiled"`` use the compiled path's formulations (forward-backward
-    gradient, Viterbi without back-pointers) and ``"loop"`` the previous ones. Measured speeds:
+    ``"auto"`` (the default, unless the environment variable ``TFNER_CRF_IMPLEMENTATION`` names
+    another) compiles the loops with XLA when the CRF is traced into a graph (``tf.function``,
+    Keras ``fit`` / ``predict``) for emissions of a fully known static shape, and runs them op by
+    op when called eagerly or traced for varying shapes (``None`` dimensions: SavedModel exports,
+    ``reduce_retracing``), where XLA would compile again for every new ``[B, T]``. ``"compiled"``
+    always compiles (eager calls and varying shapes too); ``"loop"`` never does (the previous
+    implementation: one ``keras.ops.scan`` ``tf.while_loop`` executed op by op). On JAX, ``"auto"``
+    and ``"compiled"`` use the compiled path's formulations (Viterbi without back-pointers; above
+    16 tags the forward-backward gradient) and ``"loop"`` the previous ones. Measured speeds:
     ``benchmarks/crf_speed.py``. XLA compiles each function once per input shape (1-15 s on a
     loaded 2-core machine), which ``"compiled"`` pays for every new ``[B, T]``.
 
@@ -273,6 +283,22 @@ def _use_compiled(inputs):
 def _use_jax_formulation():
     """Whether JAX runs the compiled path's formulations (``"auto"``/``"compiled"``)."""
     return _implementation != "loop" and keras.backend.backend() == "jax"
+
+
+# On JAX, crf_log_likelihood takes the forward-backward gradient (_log_likelihood_jax) above
+# this many tags and differentiates the forward loop below it: measured at batch 64, length
+# 128 on 2 CPU cores, the forward-backward gradient is 2.7x faster at 41 tags and 0.8x at 7
+# (benchmarks/results/crf_round2.json). Decoding always takes _decode_compiled on JAX.
+_JAX_FORWARD_BACKWARD_MIN_TAGS = 16
+
+
+def _use_jax_forward_backward(inputs):
+    num_tags = inputs.shape[-1]
+    return (
+        _use_jax_formulation()
+        and num_tags is not None
+        and num_tags > _JAX_FORWARD_BACKWARD_MIN_TAGS
+    )
 
 
 _COMPILED = {}
@@ -719,7 +745,7 @@ def crf_log_likelihood(
         inputs, sequence_lengths, transition_params, start_transitions, end_transitions
     )
     tags, too_short = _gold_tags(tag_indices, lengths, mask)
-    if _use_compiled(inputs) or _use_jax_formulation():
+    if _use_compiled(inputs) or _use_jax_forward_backward(inputs):
         run = _log_likelihood_compiled if _use_compiled(inputs) else _log_likelihood_jax
         log_likelihood = run(inputs, tags, lengths, mask, trans, start, end)
         log_likelihood = _flag_too_short(log_likelihood, too_short)
