@@ -150,3 +150,29 @@ def test_formatting_helpers():
     assert report.fmt_summary({"median": 5.0, "n": 1}) == "5.00"
     assert report.fmt_load(None) == "–"
     assert report.table(["x"], []) == ["| x |", "| --- |"]
+
+
+def test_crf_round2_section_and_five_times_target_rows():
+    common = {"mode": "full", "finished": "2026-01-01 00:00:00 UTC", "machine": MACHINE,
+              "load": {"before": [0.3] * 3, "after": [0.3] * 3}}
+    case = {"num_tags": 7,
+            "ms": {c: {"loglik_fwd_bwd": _summary(t), "decode": _summary(t / 2)}
+                   for c, t in (("tfa", 10.0), ("tf-loop", 12.0), ("tf-compiled", 2.5), ("jax-loop", 1.6),
+                                ("jax", 1.5))},
+            "first_call_s": {"tf-compiled": {"loglik_fwd_bwd": 4.0, "decode": 1.0}},
+            "speedup": {"tf-compiled_vs_tfa": {"loglik_fwd_bwd": 4.0, "decode": 12.0},
+                        "jax_vs_tfa": {"loglik_fwd_bwd": 6.5, "decode": 20.0},
+                        "tf-compiled_vs_tf-loop": {"loglik_fwd_bwd": 4.8, "decode": 12.0}},
+            "check": {"tf-compiled_vs_tf-loop": {"loglik_fwd_bwd": {"loss": 0.0, "grad_inputs": 2e-7,
+                                                                    "grad_transitions": 3e-6},
+                                                 "decode": {"tags": 0, "best_score": 0.0}}}}
+    results = {"crf_round2": dict(common, config={"rounds": 9, "calls": 10, "batch": 64, "max_len": 128},
+                                  cases=[case])}
+    text = report.render(results)
+    assert "## 1b. CRF round 2" in text
+    assert "| 7 | ll fwd+bwd | 10 | 12 | 2.5 | 1.6 | 1.5 | 4.00× | 6.50× | 4.80× | 4.0 |" in text
+    assert "0 differing decoded tag positions" in text
+    rows = {(r[1]): r for r in report.target_rows(results)}
+    assert rows["K=7 log-likelihood fwd+bwd, TensorFlow"][2:] == ["4.00×", "**not met**"]
+    assert rows["K=7 decode, TensorFlow"][2:] == ["12.00×", "met"]
+    assert rows["K=7 log-likelihood fwd+bwd, JAX"][3] == "met"
