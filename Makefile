@@ -27,9 +27,10 @@ TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
-# Batch tagging on Apache Beam (tfner[beam]) has its own venv: apache-beam 2.77 pins protobuf<7 and
-# pillow<13, which would move .venv's protobuf 7.x / pillow 13 down (TensorFlow 2.21 takes both).
-# This is the tested install path of the extra; in .venv, tests/export/test_beam.py is skipped.
+# The [beam] extra installed on its own (no dev tools) in a fresh venv, with pip check and the Beam
+# tests: the install path users of `pip install "tfner[beam]"` take. `make test` runs the same tests
+# in .venv, whose dev install includes the extra (apache-beam 2.77 moves protobuf 7.x to 6.33.x and
+# pillow 13 to 12.x; TensorFlow 2.21 accepts both).
 BEAM_VENV ?= .venv-beam
 test-beam:
 	$(PYTHON) -m venv $(BEAM_VENV)

@@ -19,3 +19,11 @@ def test_requirements_beam_is_the_beam_extra_without_apache_beam():
     assert any(r.startswith("apache-beam") for r in extra)
     expected = sorted(r for r in extra if not r.startswith("apache-beam"))
     assert sorted(_lines((REPO / "requirements-beam.txt").read_text(encoding="utf-8"))) == expected
+
+
+def test_dev_install_includes_the_beam_extra():
+    # make setup installs .[dev]: with the beam extra in it, make test (and CI) runs test_beam.py.
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg", encoding="utf-8")
+    extras = config["options.extras_require"]
+    assert set(_lines(extras["beam"])) <= set(_lines(extras["dev"]))
