@@ -233,3 +233,24 @@ def test_words_unseen_in_training_share_one_vector_per_length(tmp_path):
     restored.build()
     restored.set_weights(layer.get_weights())
     np.testing.assert_allclose(np.asarray(restored(ids, np.ones_like(ids, bool))), out, rtol=1e-6)
+
+
+def test_initial_vectors_from_a_file_from_keyed_vectors_trained_or_none(tmp_path):
+    # build_input_features takes both features' vectors the same way: a word2vec file path is
+    # loaded, KeyedVectors are used as given, none -> gensim on the training text, or random.
+    from gensim.models import KeyedVectors
+
+    from tfner.features import Lexicon, build_input_features
+
+    texts = ["北京大学生", "南京人民"]
+    path = tmp_path / "vec.txt"
+    path.write_text("3 4\n北京 1 0 0 0\n北京大学 0 1 0 0\n京大 0 0 1 0\n", encoding="utf-8")
+    keyed = KeyedVectors(vector_size=4)
+    keyed.add_vectors(["南京", "人民"], np.eye(4, dtype=np.float32)[:2])
+    common = dict(lexicon=Lexicon({"北京": 1, "北京大学": 1, "南京": 1, "人民": 1}), dim=4, seed=0)
+    info = build_input_features(texts, _tokenizer(), bigram_vectors=str(path), word_vectors=keyed, **common)[1]
+    assert info["bigram"]["vectors"] == str(path) and info["softlexicon"]["vectors"] == "given"
+    info = build_input_features(texts, _tokenizer(), **common)[1]
+    assert info["bigram"]["vectors"] == info["softlexicon"]["vectors"] == "gensim word2vec trained on the training text"
+    info = build_input_features(texts, _tokenizer(), train_vectors_if_missing=False, **common)[1]
+    assert info["bigram"]["vectors"] == info["softlexicon"]["vectors"] == "random"

@@ -76,11 +76,8 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
     sentences = list(sentences)
     layers, info = [], {}
     if "bigram" in names:
-        vectors = bigram_vectors
-        if isinstance(vectors, str):
-            vectors = load_vectors(vectors)
-        elif vectors is None and train_vectors_if_missing:
-            vectors = train_bigram_vectors(sentences, dim, seed=seed)
+        vectors = _initial_vectors(bigram_vectors, train_bigram_vectors, sentences, dim, seed,
+                                   train_vectors_if_missing)
         layer = BigramEmbedding.from_corpus(sentences, tokenizer, embedding_dim=dim,
                                             min_count=bigram_min_count, vectors=vectors, seed=seed)
         layers.append(layer)
@@ -98,11 +95,8 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
             counts = {w: 0 for w in source.counts if len(w) <= max_word_length}
             counts.update(fitted.counts)
             fitted = Lexicon(counts, source=f"{source.source} (words of the training text counted there)")
-        vectors = word_vectors
-        if isinstance(vectors, str):
-            vectors = load_vectors(vectors)
-        elif vectors is None and train_vectors_if_missing:
-            vectors = train_word_vectors(sentences, dim, seed=seed)
+        vectors = _initial_vectors(word_vectors, train_word_vectors, sentences, dim, seed,
+                                   train_vectors_if_missing)
         layer = SoftLexiconEmbedding.from_lexicon(fitted, tokenizer, embedding_dim=dim,
                                                   max_word_length=max_word_length, vectors=vectors, seed=seed,
                                                   own_vectors=own)
@@ -112,6 +106,17 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
                                "max_word_length": max_word_length, "dim": dim, "unseen_words": unseen_words,
                                "vectors": _describe(word_vectors, vectors)}
     return layers, info
+
+
+def _initial_vectors(given, train, sentences, dim, seed, train_if_missing):
+    """A feature's initial vectors: ``given`` (a word2vec file path is loaded; ``KeyedVectors``
+    are used as they are), else ``train(sentences, dim, seed=seed)`` when ``train_if_missing``,
+    else None (random initialisation)."""
+    if isinstance(given, str):
+        return load_vectors(given)
+    if given is None and train_if_missing:
+        return train(sentences, dim, seed=seed)
+    return given
 
 
 def _describe(given, vectors):
