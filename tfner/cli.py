@@ -223,9 +223,12 @@ def cmd_predict(a):
     from tfner.export import TextPredictor, predict_file
 
     predictor = TextPredictor(a.model, window=a.window, overlap=a.overlap, jit_compile=a.jit_compile)
+    stats = {}
     n = predict_file(predictor, a.input, a.output, output_format=a.format,
-                     batch_size=a.batch_size, chunk_size=a.chunk, progress=not a.quiet)
+                     batch_size=a.batch_size, chunk_size=a.chunk, progress=not a.quiet, stats=stats)
     print(f"wrote {n} {'tag' if a.format == 'tags' else 'JSON'} lines to {a.output}")
+    print(f"{stats['characters']} characters in {stats['seconds']:.1f} s "
+          f"({stats['characters'] / max(stats['seconds'], 1e-9):.0f} chars/s)", file=sys.stderr)
 
 
 def cmd_serve(a):

@@ -139,7 +139,7 @@ def count_lines(path) -> int:
 
 
 def predict_file(predictor, input_path, output_path, *, output_format="tags", batch_size=64,
-                 chunk_size=4096, progress=True):
+                 chunk_size=4096, progress=True, stats=None):
     """Tags a file of one text per line, streaming: at most ``chunk_size`` lines are held at once.
 
     Within a chunk the lines are sorted by length before batching (less padding), and written
@@ -155,6 +155,8 @@ def predict_file(predictor, input_path, output_path, *, output_format="tags", ba
         batch_size: texts per model call.
         chunk_size: lines read at a time.
         progress: show a line counter on stderr.
+        stats: a dict, if given, filled with ``lines``, ``characters`` (tagged, line ends not
+            counted) and ``seconds`` (wall time of the whole call).
 
     Returns:
         The number of lines written.
@@ -163,8 +165,9 @@ def predict_file(predictor, input_path, output_path, *, output_format="tags", ba
         raise ValueError(f"output format must be 'tags' or 'jsonl', got {output_format!r}")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError("batch_size and chunk_size must be >= 1")
+    started = time.perf_counter()
     meter = Progress(total=count_lines(input_path)) if progress else None
-    written = 0
+    written = characters = 0
     with open(input_path, encoding="utf-8-sig") as fin, \
             open(output_path, "w", encoding="utf-8") as fout:
         while True:
@@ -193,6 +196,9 @@ def predict_file(predictor, input_path, output_path, *, output_format="tags", ba
                     fout.write(json.dumps({"text": line, "entities": result["entities"]},
                                           ensure_ascii=False) + "\n")
                 written += 1
+                characters += len(line)
     if meter:
         meter.close()
+    if stats is not None:
+        stats.update(lines=written, characters=characters, seconds=time.perf_counter() - started)
     return written
