@@ -32,7 +32,7 @@ def load_results(results_dir=benchlib.RESULTS_DIR) -> dict:
     """
     results_dir = pathlib.Path(results_dir)
     found = {}
-    for name in MEASUREMENTS + ("serving_latency", "crf_round2"):
+    for name in MEASUREMENTS + ("serving_latency", "crf_round2", "growth"):
         for path in (results_dir / f"{name}.json", results_dir / "quick" / f"{name}.json"):
             if path.is_file():
                 found[name] = benchlib.read_json(path)
@@ -228,6 +228,43 @@ def section_crf_round2(result) -> list:
         lines.append(f"Checks against `tf-loop` in the same run: {tags} differing decoded tag positions "
                      f"over all candidates; loss max abs difference {loss:.1e}; gradient max abs "
                      f"difference {grad:.1e}.")
+    return lines
+
+
+def _sentence(text):
+    text = str(text).strip()
+    return (text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
+
+
+def section_growth(result) -> list:
+    """Growth: one text of 100..1M characters, and ``tfner predict`` streaming a file
+    (``benchmarks/growth.py``, ``growth.json``)."""
+    model = result.get("model", {})
+    load = result.get("load_average", {})
+    lines = ["## 5. Growth: one long text, and a large file streamed (`benchmarks/growth.py`, `results/growth.json`)", "",
+             f"_Machine: {result.get('machine', {}).get('cpu', '?')}, load average before/after "
+             f"{(load.get('before') or ['?'])[0]}→{(load.get('after') or ['?'])[0]}"
+             f"{' (quick run)' if result.get('quick') else ''}._ Model: {model.get('architecture', '?')}, "
+             f"{model.get('parameters', 0):,} parameters, {model.get('weights', '')}. Text: "
+             f"{result.get('text_source', '?')}. {_sentence(result.get('note', ''))}", "",
+             "![growth](benchmarks/results/growth.png)", ""]
+    rows = [[f"{r['n']:,}", f"{r['median_s']:.3g}", f"{r['us_per_char']:.3g}", f"{r['chars_per_s']:,.0f}",
+             f"{r['peak_growth_mb']:.1f}"] for r in result.get("single_text", [])]
+    lines += table(["N characters", "time s", "µs/char", "chars/s", "peak RSS growth MiB"], rows)
+    fit = result.get("fit", {}).get("time_fit", {})
+    if fit:
+        lines += ["", f"Linear fit: t = {fit['intercept_s']:.3g} s + {fit['us_per_char']:.2f} µs × N. "
+                      "Below one batch of windows (64 × 510 characters) the cost is one batch whatever N; "
+                      "the memory that grows with N is the one text's Python bookkeeping (its characters, "
+                      "window ids, returned tags), not the model's working set."]
+    stream = result.get("stream")
+    if stream:
+        marks = stream.get("checkpoints", {})
+        lines += ["", f"`tfner predict` streaming {stream['file']['bytes'] / 2**20:,.0f} MiB "
+                      f"({stream['file']['lines']:,} lines, {stream['file']['characters']:,} characters): "
+                      f"\"{stream.get('cli_report', '')}\"; RSS at "
+                      + ", ".join(f"{k} {v['rss_mb']:.0f} MiB" for k, v in marks.items())
+                      + " of the file read."]
     return lines
 
 
@@ -636,6 +673,8 @@ def render(results) -> str:
         lines += section_accuracy(results["accuracy"]) + [""]
     if "serving_latency" in results:
         lines += section_serving(results["serving_latency"]) + [""]
+    if "growth" in results:
+        lines += section_growth(results["growth"]) + [""]
     lines += section_findings(results)
     analysis = benchlib.BENCH_DIR / "analysis.md"
     if analysis.is_file():

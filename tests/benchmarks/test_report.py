@@ -176,3 +176,19 @@ def test_crf_round2_section_and_five_times_target_rows():
     assert rows["K=7 log-likelihood fwd+bwd, TensorFlow"][2:] == ["4.00×", "**not met**"]
     assert rows["K=7 decode, TensorFlow"][2:] == ["12.00×", "met"]
     assert rows["K=7 log-likelihood fwd+bwd, JAX"][3] == "met"
+
+
+def test_growth_section_renders_rows_fit_and_stream():
+    result = {"quick": False, "model": {"architecture": "char-bilstm-crf", "parameters": 1000, "weights": "random"},
+              "machine": MACHINE, "load_average": {"before": [1.0], "after": [2.0]}, "text_source": "MSRA",
+              "note": "each N in a fresh process",
+              "single_text": [{"n": 100, "median_s": 0.01, "us_per_char": 100.0, "chars_per_s": 10000.0,
+                               "peak_growth_mb": 0.0}],
+              "fit": {"time_fit": {"intercept_s": 0.03, "us_per_char": 4.3}},
+              "stream": {"file": {"bytes": 2**20, "lines": 10, "characters": 500},
+                         "cli_report": "500 characters in 1.0 s (500 chars/s)",
+                         "checkpoints": {"10%": {"rss_mb": 100.0}, "100%": {"rss_mb": 101.0}}}}
+    text = report.render({"growth": result})
+    assert "## 5. Growth" in text and "Each N in a fresh process." in text
+    assert "| 100 | 0.01 | 100 | 10,000 | 0.0 |" in text
+    assert "t = 0.03 s + 4.30 µs × N" in text and "10% 100 MiB, 100% 101 MiB" in text
