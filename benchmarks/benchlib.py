@@ -416,17 +416,11 @@ def time_rounds(fn, rounds, calls, warmup=3, sync=None):
     return per_round
 
 
-def measure_tf_crf(tf, log_likelihood, decode, data, out_path, rounds, calls):
-    """One CRF case, timed the same way for tfner (TF 2.21) and tfa (TF 2.15).
-
-    ``log_likelihood(inputs, tags, lengths, transitions) -> (ll, ...)`` and
-    ``decode(inputs, transitions, lengths) -> (tags, best_score)`` are each side's functions,
-    run in ``tf.function``; the outputs (log-likelihoods, both gradients, paths) go to
-    ``out_path`` (``.npz``) for the comparison. Returns ``{"loglik_fwd_bwd_ms", "decode_ms",
-    "load"}`` (milliseconds per call, one value per round).
-    """
-    import numpy as np
-
+def crf_tf_calls(tf, log_likelihood, decode, data):
+    """Zero-argument calls on one CRF case (``data`` from ``tfner_side.crf_inputs``), each side's
+    functions in ``tf.function``: ``"loglik_fwd_bwd"`` (mean NLL and its gradients w.r.t. inputs
+    and transitions), ``"decode"`` (tags, best score) and ``"log_likelihood"`` (per sequence).
+    Shared by ``measure_tf_crf`` and ``crf_speed.py``."""
     inputs, tags, lengths = (tf.constant(data[k]) for k in ("inputs", "tags", "lengths"))
     transitions = tf.Variable(data["transitions"])
 
@@ -442,20 +436,37 @@ def measure_tf_crf(tf, log_likelihood, decode, data, out_path, rounds, calls):
     def viterbi(inputs, lengths):
         return decode(inputs, transitions, lengths)
 
-    def fetched(fn, *args):
-        return lambda: fn(*args)
+    return {
+        "loglik_fwd_bwd": lambda: loglik_grad(inputs, tags, lengths),
+        "decode": lambda: viterbi(inputs, lengths),
+        "log_likelihood": lambda: log_likelihood(inputs, tags, lengths, transitions)[0],
+    }
+
+
+def measure_tf_crf(tf, log_likelihood, decode, data, out_path, rounds, calls):
+    """One CRF case, timed the same way for tfner (TF 2.21) and tfa (TF 2.15).
+
+    ``log_likelihood(inputs, tags, lengths, transitions) -> (ll, ...)`` and
+    ``decode(inputs, transitions, lengths) -> (tags, best_score)`` are each side's functions,
+    run in ``tf.function``; the outputs (log-likelihoods, both gradients, paths) go to
+    ``out_path`` (``.npz``) for the comparison. Returns ``{"loglik_fwd_bwd_ms", "decode_ms",
+    "load"}`` (milliseconds per call, one value per round).
+    """
+    import numpy as np
+
+    timed = crf_tf_calls(tf, log_likelihood, decode, data)
 
     def sync(out):
         tf.nest.map_structure(lambda t: t.numpy(), out)
 
     with LoadRecorder() as load:
-        ll = log_likelihood(inputs, tags, lengths, transitions)[0]
-        _, grad_inputs, grad_trans = loglik_grad(inputs, tags, lengths)
-        decoded, best = viterbi(inputs, lengths)
+        ll = timed["log_likelihood"]()
+        _, grad_inputs, grad_trans = timed["loglik_fwd_bwd"]()
+        decoded, best = timed["decode"]()
         np.savez(out_path, ll=ll.numpy(), grad_inputs=grad_inputs.numpy(), grad_transitions=grad_trans.numpy(),
                  tags=decoded.numpy(), best_score=best.numpy())
-        ll_ms = time_rounds(fetched(loglik_grad, inputs, tags, lengths), rounds, calls, sync=sync)
-        decode_ms = time_rounds(fetched(viterbi, inputs, lengths), rounds, calls, sync=sync)
+        ll_ms = time_rounds(timed["loglik_fwd_bwd"], rounds, calls, sync=sync)
+        decode_ms = time_rounds(timed["decode"], rounds, calls, sync=sync)
     return {"loglik_fwd_bwd_ms": ll_ms, "decode_ms": decode_ms, "load": load.record()}
 
 

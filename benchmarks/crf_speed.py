@@ -46,26 +46,23 @@ METRICS = ("loglik_fwd_bwd", "decode")
 # --------------------------------------------------------------------------------------------
 
 
-def _tf_functions(tf, log_likelihood, decode, data, jit=False):
-    inputs, tags, lengths = (tf.constant(data[k]) for k in ("inputs", "tags", "lengths"))
-    transitions = tf.Variable(data["transitions"])
+def _tf_functions(tf, log_likelihood, decode, data):
+    calls = benchlib.crf_tf_calls(tf, log_likelihood, decode, data)
+    return {key: calls[key] for key in ("loglik_fwd_bwd", "decode")}
 
-    @tf.function
-    def loglik_grad(inputs, tags, lengths):
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            loss = -tf.reduce_mean(log_likelihood(inputs, tags, lengths, transitions)[0])
-        grad_inputs, grad_trans = tape.gradient(loss, [inputs, transitions])
-        return loss, grad_inputs, tf.convert_to_tensor(grad_trans)
 
-    @tf.function
-    def viterbi(inputs, lengths):
-        return decode(inputs, transitions, lengths)
+def _with_implementation(fn, name):
+    """``fn`` run with ``crf_ops.set_implementation(name)`` (restored afterwards); jax.jit and
+    tf.function trace on the first call, so the setting then counts."""
+    from tfner.layers import crf_ops
 
-    return {
-        "loglik_fwd_bwd": lambda: loglik_grad(inputs, tags, lengths),
-        "decode": lambda: viterbi(inputs, lengths),
-    }
+    def call(*args):
+        previous = crf_ops.set_implementation(name)
+        try:
+            return fn(*args)
+        finally:
+            crf_ops.set_implementation(previous)
+    return call
 
 
 def _tf_worker(kind, tags_list):
@@ -85,20 +82,11 @@ def _tf_worker(kind, tags_list):
     else:
         from tfner.layers import crf_ops
 
-        def with_implementation(fn, name):
-            def call(*args):
-                previous = crf_ops.set_implementation(name)
-                try:
-                    return fn(*args)
-                finally:
-                    crf_ops.set_implementation(previous)
-            return call
-
         for k in tags_list:
             for variant, name in (("tf-loop", "loop"), ("tf-compiled", "auto")):
                 candidates[(variant, k)] = _tf_functions(
-                    tf, with_implementation(crf_ops.crf_log_likelihood, name),
-                    with_implementation(crf_ops.crf_decode, name), crf_inputs(k))
+                    tf, _with_implementation(crf_ops.crf_log_likelihood, name),
+                    _with_implementation(crf_ops.crf_decode, name), crf_inputs(k))
         versions = {"tensorflow": tf.__version__}
 
     def sync(out):
@@ -118,15 +106,6 @@ def _jax_worker(tags_list):
     from tfner.layers import crf_ops
     from tfner_side import crf_inputs
 
-    def traced_with(fn, name):  # jax.jit traces on the first call: the setting then counts
-        def call(*args):
-            previous = crf_ops.set_implementation(name)
-            try:
-                return fn(*args)
-            finally:
-                crf_ops.set_implementation(previous)
-        return call
-
     candidates = {}
     for k in tags_list:
         data = crf_inputs(k)
@@ -137,8 +116,8 @@ def _jax_worker(tags_list):
             def loss(inputs, trans, tags=tags, lengths=lengths):
                 return -jnp.mean(crf_ops.crf_log_likelihood(inputs, tags, lengths, trans)[0])
 
-            grad = traced_with(jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), name)
-            decode = traced_with(jax.jit(lambda inputs, trans, lengths=lengths:
+            grad = _with_implementation(jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), name)
+            decode = _with_implementation(jax.jit(lambda inputs, trans, lengths=lengths:
                                          crf_ops.crf_decode(inputs, trans, lengths)), name)
 
             def loglik(grad=grad, inputs=inputs, trans=trans):
