@@ -90,8 +90,12 @@ class MsraArgs:
     bigram_vectors: str = dataclasses.field(
         default="", metadata={"help": "word2vec file for bigrams (default: gensim on train)"})
     unseen_words: str = dataclasses.field(
-        default="drop", metadata={"help": "lexicon words absent from the training text: drop, or shared "
-                                          "(kept, one vector per word length)"})
+        default="drop", metadata={"help": "lexicon words absent from the training text: drop, shared "
+                                          "(kept, one vector per word length) or class (kept, one vector "
+                                          "per lexicon class: jieba's part-of-speech tag)"})
+    own_min_count: int = dataclasses.field(
+        default=1, metadata={"help": "with --unseen-words shared/class: training-text words counted fewer "
+                                     "times share those vectors too (1: all have their own)"})
     feature_dim: int = dataclasses.field(default=50, metadata={"help": "bigram / lexicon vector size"})
     max_word_length: int = dataclasses.field(default=6, metadata={"help": "longest lexicon word matched"})
     bigram_min_count: int = dataclasses.field(
@@ -298,6 +302,7 @@ class _FeatureSource:
 
         layers, info = build_input_features(
             self.train, tokenizer, self.names, lexicon=self.lexicon, unseen_words=self.args.unseen_words,
+            own_min_count=self.args.own_min_count,
             word_vectors=self.word_vectors, bigram_vectors=self.bigram_vectors, dim=self.args.feature_dim,
             max_word_length=self.args.max_word_length, bigram_min_count=self.args.bigram_min_count,
             seed=self.args.seed)

@@ -235,6 +235,42 @@ def test_words_unseen_in_training_share_one_vector_per_length(tmp_path):
     np.testing.assert_allclose(np.asarray(restored(ids, np.ones_like(ids, bool))), out, rtol=1e-6)
 
 
+def test_unseen_and_rare_words_share_one_vector_per_class(tmp_path):
+    from tfner.features import Lexicon, build_input_features
+
+    tokenizer = _tokenizer()
+    lexicon_file = tmp_path / "words.txt"
+    lexicon_file.write_text("北京 5 ns\n大学 9 n\n南京 3 ns\n人民 7 n\n北京大学 2 nt\n京大\n", encoding="utf-8")
+    assert Lexicon.load(str(lexicon_file)).classes == {"北京": "ns", "大学": "n", "南京": "ns", "人民": "n",
+                                                        "北京大学": "nt"}
+    texts = ["北京大学", "北京大学", "北京"]
+    (layer,), info = build_input_features(texts, tokenizer, ["softlexicon"], lexicon=str(lexicon_file), dim=3,
+                                          max_word_length=4, unseen_words="class", own_min_count=2,
+                                          train_vectors_if_missing=False)
+    # counted in the training text: 北京大学 2, 北京 1 (inside 北京大学 it does not count), 大学 0
+    assert info["softlexicon"]["own_vectors"] == 1
+    layer.build()
+    rows = dict(zip(layer.words, np.asarray(layer.word_row)[1:].tolist()))
+    # shared rows, one per class of the non-own words, sorted, then one for words without a class
+    assert rows["大学"] == rows["人民"] == 1 and rows["北京"] == rows["南京"] == 2 and rows["京大"] == 3
+    assert rows["北京大学"] == 4 and layer.num_rows == 5
+    ids = tokenizer.encode("南京人民")[None]
+    out = np.asarray(layer(ids, np.ones_like(ids, bool)))
+    table = np.asarray(layer.embeddings)
+    # 南: B of 南京 (ns row); 人: B of 人民 (n row); frequency weights are all 1 here
+    np.testing.assert_allclose(out[0, 0, :3], 4 * table[2], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 2, :3], 4 * table[1], rtol=1e-6)
+    restored = type(layer).from_config(layer.get_config())
+    restored.build()
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(np.asarray(restored(ids, np.ones_like(ids, bool))), out, rtol=1e-6)
+    with pytest.raises(ValueError, match="word classes"):
+        plain = tmp_path / "plain.txt"
+        plain.write_text("北京\n", encoding="utf-8")
+        build_input_features(texts, tokenizer, ["softlexicon"], lexicon=str(plain), unseen_words="class",
+                             train_vectors_if_missing=False)
+
+
 def test_initial_vectors_from_a_file_from_keyed_vectors_trained_or_none(tmp_path):
     # build_input_features takes both features' vectors the same way: a word2vec file path is
     # loaded, KeyedVectors are used as given, none -> gensim on the training text, or random.

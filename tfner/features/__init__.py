@@ -50,7 +50,7 @@ def parse_features(spec):
 
 def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"), *, lexicon="jieba",
                          word_vectors=None, bigram_vectors=None, dim=50, max_word_length=6,
-                         bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, unseen_words="drop", seed=0):
+                         bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, unseen_words="drop", own_min_count=1, seed=0):
     """The feature layers for a training corpus.
 
     Args:
@@ -62,7 +62,12 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
             (:meth:`Lexicon.fit_to_corpus`); False: use ``lexicon`` as it is (already fitted).
         unseen_words: lexicon words that do not occur in ``sentences``: ``"drop"`` them, or keep
             them with ``"shared"`` vectors (one per word length; their frequency weight is 1), so
-            the lexicon still marks the boundaries of words the training text never had.
+            the lexicon still marks the boundaries of words the training text never had; or
+            ``"class"``: kept, one vector per lexicon class (jieba's part-of-speech tag: ``nr``
+            person, ``ns`` place, ``nt`` organisation, ...), so they also say what kind of word.
+        own_min_count: with ``"shared"``/``"class"``, training-text words counted fewer times
+            than this share those vectors too, which trains them (the words of the training
+            text otherwise never use them); 1: every training-text word has its own vector.
         word_vectors, bigram_vectors: word2vec files (or ``KeyedVectors``) for initial vectors;
             default: trained with gensim on ``sentences`` (``train_vectors_if_missing``).
         dim: vector size of both features (SoftLexicon adds ``4 * dim``).
@@ -86,24 +91,30 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
     if "softlexicon" in names:
         source = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
         texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in sentences]
-        if unseen_words not in ("drop", "shared"):
-            raise ValueError(f"unseen_words must be 'drop' or 'shared', got {unseen_words!r}")
+        if unseen_words not in ("drop", "shared", "class"):
+            raise ValueError(f"unseen_words must be 'drop', 'shared' or 'class', got {unseen_words!r}")
+        if unseen_words == "class" and not source.classes:
+            raise ValueError(f"unseen_words='class' needs a lexicon with word classes (jieba's dictionary, "
+                             f"or a word list with 'word count class' lines); {source.source} has none")
         fitted = source.fit_to_corpus(texts, max_word_length=max_word_length) if fit_lexicon else source
         own, in_training_text = None, len(fitted)
-        if unseen_words == "shared":
-            own = set(fitted.counts)
+        if unseen_words != "drop":
+            own = {w for w, n in fitted.counts.items() if own_min_count <= 1 or n >= own_min_count}
             counts = {w: 0 for w in source.counts if len(w) <= max_word_length}
             counts.update(fitted.counts)
-            fitted = Lexicon(counts, source=f"{source.source} (words of the training text counted there)")
+            fitted = Lexicon(counts, source=f"{source.source} (words of the training text counted there)",
+                             classes=source.classes)
         vectors = _initial_vectors(word_vectors, train_word_vectors, sentences, dim, seed,
                                    train_vectors_if_missing)
         layer = SoftLexiconEmbedding.from_lexicon(fitted, tokenizer, embedding_dim=dim,
                                                   max_word_length=max_word_length, vectors=vectors, seed=seed,
-                                                  own_vectors=own)
+                                                  own_vectors=own,
+                                                  share_by="class" if unseen_words == "class" else "length")
         layers.append(layer)
         info["softlexicon"] = {"lexicon": source.source, "lexicon_words": len(source),
                                "words_in_training_text": in_training_text, "words_used": layer.num_words,
                                "max_word_length": max_word_length, "dim": dim, "unseen_words": unseen_words,
+                               "own_min_count": own_min_count, "own_vectors": None if own is None else len(own),
                                "vectors": _describe(word_vectors, vectors)}
     return layers, info
 

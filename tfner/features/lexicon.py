@@ -88,10 +88,12 @@ class Lexicon:
     [(0, 2, '北京'), (0, 4, '北京大学'), (2, 4, '大学')]
     """
 
-    def __init__(self, counts, source="<words>"):
+    def __init__(self, counts, source="<words>", classes=None):
         self.counts = {str(w): int(c) for w, c in counts.items() if w and not any(ch.isspace() for ch in w)}
         self.source = source
         self.max_length = max((len(w) for w in self.counts), default=0)
+        # word -> class (e.g. jieba's part-of-speech tag: nr person name, ns place, nt organisation)
+        self.classes = {w: str(c) for w, c in (classes or {}).items() if w in self.counts and c}
 
     def __len__(self):
         return len(self.counts)
@@ -106,17 +108,18 @@ class Lexicon:
 
     @classmethod
     def from_jieba(cls):
-        """jieba's dictionary (``dict.txt``): words and their counts."""
+        """jieba's dictionary (``dict.txt``): words, their counts and part-of-speech classes."""
         return cls.from_word_list(jieba_dictionary_path())
 
     @classmethod
     def from_word_list(cls, path, encoding="utf-8"):
-        """One word per line, optionally followed by whitespace and a count (jieba's format).
+        """One word per line, optionally followed by whitespace, a count and a class (jieba's
+        ``word freq pos`` format; the class is kept in :attr:`classes`).
 
         Raises:
             ValueError: ``path:line: problem`` for a count that is not an integer, or an empty file.
         """
-        counts = {}
+        counts, classes = {}, {}
         with open(path, encoding=encoding) as f:
             for lineno, line in enumerate(f, 1):
                 fields = line.split()
@@ -129,9 +132,11 @@ class Lexicon:
                     except ValueError:
                         raise ValueError(f"{path}:{lineno}: count {fields[1]!r} is not an integer") from None
                 counts[fields[0]] = counts.get(fields[0], 0) + count
+                if len(fields) > 2:
+                    classes.setdefault(fields[0], fields[2])
         if not counts:
             raise ValueError(f"{path}: no words")
-        return cls(counts, source=str(path))
+        return cls(counts, source=str(path), classes=classes)
 
     @classmethod
     def from_word2vec(cls, path, binary=False):
@@ -199,7 +204,7 @@ class Lexicon:
         kept = {w: counted.get(w, 0) for w, n in seen.items() if n >= min_count}
         logger.info("lexicon %s: %d of %d words occur in the training text (max length %s); "
                     "%d left out", self.source, len(kept), len(self), max_word_length, len(self) - len(kept))
-        return Lexicon(kept, source=f"{self.source} (fitted to a corpus)")
+        return Lexicon(kept, source=f"{self.source} (fitted to a corpus)", classes=self.classes)
 
 
 def _word_ids(lexicon, tokenizer, max_word_length):
@@ -344,7 +349,8 @@ class SoftLexiconEmbedding(keras.layers.Layer):
 
     @classmethod
     def from_lexicon(cls, lexicon, tokenizer, *, embedding_dim=50, max_word_length=6, vectors=None,
-                     trainable_embeddings=True, own_vectors=None, seed=0, name="softlexicon", **kwargs):
+                     trainable_embeddings=True, own_vectors=None, share_by="length", seed=0,
+                     name="softlexicon", **kwargs):
         """A layer for ``lexicon`` over ``tokenizer``'s character ids.
 
         Args:
@@ -358,6 +364,10 @@ class SoftLexiconEmbedding(keras.layers.Layer):
                 text); the others share one vector per word length ("a lexicon word of length l
                 covers this character", which generalises to words never seen in training).
                 None: every word has its own vector.
+            share_by: what the other words share a vector by: ``"length"`` (one per word length)
+                or ``"class"`` (one per ``lexicon.classes`` entry, e.g. jieba's part-of-speech tag,
+                so a person name the training text never had still reads "a lexicon word of class
+                nr covers this character"; words without a class share one more row).
             seed: seed of the random rows.
         """
         words, sequences = _word_ids(lexicon, tokenizer, max_word_length)
@@ -365,17 +375,27 @@ class SoftLexiconEmbedding(keras.layers.Layer):
             raise ValueError(f"{lexicon!r}: no word of at most {max_word_length} characters that the "
                              f"tokenizer can spell (all have unknown characters?)")
         trie = build_trie(sequences, len(tokenizer.vocabulary))
+        if share_by not in ("length", "class"):
+            raise ValueError(f"share_by must be 'length' or 'class', got {share_by!r}")
         if own_vectors is not None:
             own = set(own_vectors)
             word_row = np.zeros(len(words) + 1, dtype=np.int32)
-            next_row = max_word_length + 1  # rows 1..L: the shared vector of each length
+            if share_by == "length":  # rows 1..L: the shared vector of each length
+                shared = {length: length for length in range(1, max_word_length + 1)}
+                group = len
+            else:  # rows 1..C: one per class, sorted; the last one for words without a class
+                names = sorted({lexicon.classes.get(w, "") for w in words if w not in own} - {""})
+                shared = {name: row for row, name in enumerate(names + [""], 1)}
+                group = lambda w: lexicon.classes.get(w, "")  # noqa: E731
+            next_row = len(shared) + 1
             for i, w in enumerate(words, 1):
                 if w in own:
                     word_row[i] = next_row
                     next_row += 1
                 else:
-                    word_row[i] = len(w)
+                    word_row[i] = shared[group(w)]
             num_rows = next_row
+            num_shared = len(shared)
         layer = cls(len(tokenizer.vocabulary), len(trie["keys"]), len(words), embedding_dim=embedding_dim,
                     max_word_length=max_word_length, key_dtype=trie["key_dtype"],
                     alphabet_size=int(trie["alphabet"].max()), trainable_embeddings=trainable_embeddings,
@@ -390,7 +410,7 @@ class SoftLexiconEmbedding(keras.layers.Layer):
         table[0] = 0.0
         for i, w in enumerate(words, 1):
             if layer.num_rows:
-                if word_row[i] > max_word_length and vectors is not None and w in vectors:
+                if word_row[i] > num_shared and vectors is not None and w in vectors:
                     table[word_row[i]] = np.asarray(vectors[w], dtype="float32")
                 continue
             if vectors is not None and w in vectors:
@@ -405,8 +425,9 @@ class SoftLexiconEmbedding(keras.layers.Layer):
                           "frequency": frequency, "embeddings": table}
         if layer.num_rows:
             layer._initial["word_row"] = word_row
-            logger.info("SoftLexicon: %d words have a vector of their own, %d share one per length",
-                        int((word_row > max_word_length).sum()), int(((word_row > 0) & (word_row <= max_word_length)).sum()))
+            logger.info("SoftLexicon: %d words have a vector of their own, %d share one per %s (%d shared rows)",
+                        int((word_row > num_shared).sum()), int(((word_row > 0) & (word_row <= num_shared)).sum()),
+                        share_by, num_shared)
         layer.words = words
         return layer
 
