@@ -175,6 +175,7 @@ def train_cell(args, run_dir, name, train, dev, test, labels, scheme, *, context
 
 
 def format_table(cells, args, what, cpu, published=None):
+    scored = "dev" if args.study == "cluener-decoders" else "test"
     lines = [
         f"Data: {what}; train fraction {args.train_fraction:g}, test fraction {args.test_fraction:g}; "
         f"representation: {'encoder' if args.study == 'cluener-decoders' else args.representation}"
@@ -182,7 +183,7 @@ def format_table(cells, args, what, cpu, published=None):
         f"at most {args.epochs} epochs{f', {args.max_steps} steps' if args.max_steps else ''}, batch "
         f"{args.batch_size}, seed {args.seed}. CPU: {cpu}. Speeds are characters per second measured in "
         f"this run (compare them within the table only).", "",
-        "| context | decoder | test P | test R | test F1 | parameters | train chars/s | predict chars/s |"
+        f"| context | decoder | {scored} P | {scored} R | {scored} F1 | parameters | train chars/s | predict chars/s |"
         + (" published (bert-base) F1 |" if published else ""),
         "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if published else ""),
     ]
