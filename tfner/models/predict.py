@@ -102,7 +102,8 @@ def run_windows(run_batch, texts, tokenizer, *, batch_size=64, max_length=DEFAUL
         batch_size, max_length, overlap: as `tag_windows`.
 
     Returns:
-        `(chars, windows, results)`, one entry per text: its characters, its windows
+        `(chars, windows, results)`, one entry per text: its characters (the `str` itself for a
+        string), its windows
         `[(start, end), ...]` in text order (none for an empty text), and the result of each window.
 
     Example:
@@ -240,6 +241,11 @@ def _pad_batch(ids, pad_id):
 
 
 def _chars(text):
+    """The characters of a text as a sliceable sequence. A ``str`` stays a ``str``: a list of its
+    characters would cost about 80 bytes per CJK character (one object each), 80 MB for a text of
+    a million characters; windows are cut from the string and encoded slice by slice."""
     if hasattr(text, "chars"):
-        return list(text.chars)
+        return text.chars if isinstance(text.chars, (str, list)) else list(text.chars)
+    if isinstance(text, str):
+        return text
     return list(text)
