@@ -311,6 +311,8 @@ def main():
         return child_single(args)
 
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
+    if len(sizes) < 2:
+        p.error("the linear fit needs at least two --sizes")
     stream_mb = args.stream_mb if args.stream_mb is not None else (2 if args.quick else 100)
     pool, source = sentences()
     work = pathlib.Path(tempfile.mkdtemp(prefix="tfner-growth-"))
