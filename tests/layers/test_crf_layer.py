@@ -170,7 +170,14 @@ def test_functional_model_saves_and_reloads(tmp_path):
     tags_out = crf(emissions_in, mask=mask_in)
     assert tags_out.dtype == "int32" and tuple(tags_out.shape) == (None, None)
     model = keras.Model([emissions_in, mask_in], tags_out)
-    assert not crf.supports_jit  # TensorFlow: keras' auto jit_compile must not pick XLA
+    # A train step through the CRF compiles with XLA (its compiled loops), unless the op-by-op
+    # loops are chosen: then keras' jit_compile="auto" must not pick XLA on TensorFlow.
+    assert crf.supports_jit
+    previous = crf_ops.set_implementation("loop")
+    try:
+        assert crf.supports_jit is (keras.backend.backend() != "tensorflow")
+    finally:
+        crf_ops.set_implementation(previous)
     _random_weights(crf, 7)
 
     emissions, mask, _, _ = _batch(8, batch=6, max_len=9)

@@ -55,3 +55,18 @@ def test_train_with_context_and_features_then_export(tmp_path, vocab_file, capsy
     texts = ["王明在北京大学读书，李华去上海", "北京"]
     saved = export_saved_model(tagger, tmp_path / "export")
     assert [r["tags"] for r in TextPredictor(str(saved))(texts)] == predict_tags(tagger, texts)
+
+
+def test_train_jit_compile(tmp_path, vocab_file, capsys):
+    """`tfner train --jit-compile`: the whole training step XLA-compiled, widths padded to 16."""
+    data = [("王明在北京", ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]),
+            ("李华去上海了", ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"])] * 4
+    _write(tmp_path / "train.txt", data)
+    out = tmp_path / "run"
+    cli.main(["train", "--preset", "char-bilstm-crf", "--vocab", str(vocab_file),
+              "--train", str(tmp_path / "train.txt"), "--out", str(out), "--epochs", "1",
+              "--batch-size", "4", "--context-units", "8", "--jit-compile"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["steps"] == 2 and (out / "final.keras").exists()
+    fingerprint = json.loads((out / "fingerprint.json").read_text())
+    assert fingerprint["train_config"]["jit_compile"] is True

@@ -36,8 +36,10 @@ class CRFDecoder(keras.layers.Layer):
 
     The CRF always computes in float32 (inputs are cast, variables are not autocast), so it is
     safe under a mixed-precision policy. Emissions must be finite everywhere, padding included.
-    On TensorFlow the layer sets ``supports_jit = False``: training through it cannot be
-    XLA-compiled there (``jit_compile="auto"`` then leaves XLA off; JAX is unaffected).
+    A whole training step through the layer compiles with XLA (``model.compile(jit_compile=True)``
+    on TensorFlow, and on JAX); see ``supports_jit``. XLA compiles once per input shape, so
+    batches should come in a bounded set of widths (``TrainConfig(jit_compile=True)`` pads them
+    to multiples of ``pad_to_multiple``).
 
     Args:
         num_tags: ``K``, the number of tags (the last dimension of the emissions).
@@ -82,11 +84,23 @@ class CRFDecoder(keras.layers.Layer):
         self.use_boundary_transitions = bool(use_boundary_transitions)
         self.transitions_initializer = keras.initializers.get(transitions_initializer)
         self.supports_masking = True
-        if keras.backend.backend() == "tensorflow":
-            # Gradients through keras.ops.scan do not compile with XLA on TensorFlow (the
-            # while loop has no maximum_iterations), so `jit_compile="auto"` must skip models
-            # holding this layer; forward passes (decoding, export) do compile.
-            self.supports_jit = False
+
+    @property
+    def supports_jit(self):
+        """Whether a training step through this layer can be XLA-compiled (``jit_compile=True``).
+
+        True on JAX, and on TensorFlow unless ``crf_ops.set_implementation("loop")`` is in effect:
+        inside a step XLA compiles as a whole, the CRF runs its compiled loops (static maximum
+        iterations, custom gradients). The op-by-op ``keras.ops.scan`` loops of ``"loop"`` have
+        no maximum number of iterations, so their gradients do not compile with XLA (forward
+        passes, e.g. decoding and export, still do).
+        """
+        return keras.backend.backend() != "tensorflow" or crf_ops.get_implementation() != "loop"
+
+    @supports_jit.setter
+    def supports_jit(self, value):
+        # keras.layers.Layer.__init__ assigns True; the answer is derived from crf_ops instead.
+        pass
 
     @classmethod
     def for_labels(cls, labels, scheme="BIO", constrained=True, **kwargs):

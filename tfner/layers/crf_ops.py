@@ -73,7 +73,10 @@ there. Results equal the loops' to float32 rounding, decoded tags exactly
 (``tests/layers/test_crf_compiled.py``). ``crf_marginals`` and ``crf_multitag_sequence_score`` run
 the forward loop compiled (their gradient recomputes it, compiled, under a tape); tfa's building
 blocks ``crf_forward``, ``crf_decode_forward`` and ``crf_decode_backward`` always run the op-by-op
-loops. Speed: ``benchmarks/crf_speed.py``.
+loops. Inside a graph that XLA compiles as a whole (a Keras train step with ``jit_compile=True``)
+``"auto"`` takes the compiled formulations for any shape and inlines them into the caller's
+compilation (no nested ``tf.function``), so the whole step, CRF gradients included, compiles.
+Speed: ``benchmarks/crf_speed.py``.
 """
 
 from __future__ import annotations
@@ -246,7 +249,9 @@ def set_implementation(name):
     another) compiles the loops with XLA when the CRF is traced into a graph (``tf.function``,
     Keras ``fit`` / ``predict``) for emissions of a fully known static shape, and runs them op by
     op when called eagerly or traced for varying shapes (``None`` dimensions: SavedModel exports,
-    ``reduce_retracing``), where XLA would compile again for every new ``[B, T]``. ``"compiled"``
+    ``reduce_retracing``), where XLA would compile again for every new ``[B, T]``; inside a
+    function XLA compiles as a whole (``jit_compile=True``) it always takes the compiled loops,
+    inlined (their gradients compile there, the op-by-op loops' do not). ``"compiled"``
     always compiles (eager calls and varying shapes too); ``"loop"`` never does (the previous
     implementation: one ``keras.ops.scan`` ``tf.while_loop`` executed op by op). On JAX, ``"auto"``
     and ``"compiled"`` use the compiled path's formulations (Viterbi without back-pointers; above
@@ -269,15 +274,39 @@ def set_implementation(name):
     return previous
 
 
+def get_implementation():
+    """The current setting of ``set_implementation``: ``"auto"``, ``"compiled"`` or ``"loop"``."""
+    return _implementation
+
+
+def _in_xla_context():
+    """Whether the graph being built is XLA-compiled as a whole (inside a function with
+    ``jit_compile=True``, e.g. a Keras train step compiled with ``jit_compile=True``)."""
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return False
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 def _use_compiled(inputs):
-    """Whether this call runs the XLA-compiled loops (see ``set_implementation``)."""
+    """Whether this call runs the XLA-compiled loops (see ``set_implementation``).
+
+    Inside a graph XLA compiles as a whole (``jit_compile=True``) the compiled loops are the only
+    ones whose gradient XLA can compile (the op-by-op loops have no maximum number of iterations),
+    so ``"auto"`` takes them there for any static shape, ``None`` dimensions included.
+    """
     if _implementation == "loop" or keras.backend.backend() != "tensorflow":
         return False
     if _implementation == "compiled":
         return True
     import tensorflow as tf
 
-    return not tf.executing_eagerly() and all(d is not None for d in inputs.shape)
+    if tf.executing_eagerly():
+        return False
+    return all(d is not None for d in inputs.shape) or _in_xla_context()
 
 
 def _use_jax_formulation():
@@ -308,9 +337,14 @@ def _compiled(fn):
     """``fn`` as a ``tf.function(jit_compile=True)``, created once per function.
 
     Called from inside a graph, the function is traced into it and XLA compiles it (and its
-    gradient) for each input shape on first execution. Python arguments (``None`` boundary
+    gradient) for each input shape on first execution. Inside a graph that XLA compiles as a whole
+    (a caller's ``jit_compile=True``), ``fn`` itself is returned: it is inlined there. Python arguments (``None`` boundary
     scores, strategy flags) are part of the trace key.
     """
+    if _in_xla_context():
+        # Already inside an XLA-compiled function (a train step with jit_compile=True): the
+        # plain function is inlined and compiled with the rest of the caller's graph.
+        return fn
     compiled = _COMPILED.get(fn)
     if compiled is None:
         import tensorflow as tf

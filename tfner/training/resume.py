@@ -46,6 +46,9 @@ FINGERPRINT_VERSION = 1
 
 # TrainConfig fields that do not change what is computed: they may differ on a rerun.
 RERUN_FREE_FIELDS = ("verbose", "eval_batch_size")
+# `TrainConfig` fields added after runs were fingerprinted: left out at these (default) values, so
+# those runs still resume; any other value is part of the fingerprint.
+DEFAULT_FREE_FIELDS = {"jit_compile": False, "pad_to_multiple": None}
 
 # Files and folders of a run that `fit_tagger` writes (and `overwrite=True` removes).
 RUN_FILES = (FINGERPRINT_FILE, BACKUP_DIR, "best.keras", "history.csv", "tensorboard")
@@ -69,14 +72,17 @@ def run_fingerprint(tagger, train_corpus, dev_sentences, config) -> dict:
             is a different run) are part of the fingerprint.
         train_corpus: the `EncodedCorpus` trained on (token ids and tag ids are hashed).
         dev_sentences: the dev `TaggedSentence`s or None.
-        config: the `TrainConfig`; fields in `RERUN_FREE_FIELDS` are left out.
+        config: the `TrainConfig`; fields in `RERUN_FREE_FIELDS` are left out, and those of
+            `DEFAULT_FREE_FIELDS` when they have their default value.
 
     Returns:
         `{"version", "train_config", "train_data", "train_sentences", "dev_data", "dev_sentences",
         "model", "initial_weights"}`; `model` maps each top-level configuration key to its value
         (or, for long values such as a vocabulary, a sha256 of it).
     """
-    train_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in RERUN_FREE_FIELDS}
+    train_config = {k: v for k, v in dataclasses.asdict(config).items()
+                    if k not in RERUN_FREE_FIELDS
+                    and not (k in DEFAULT_FREE_FIELDS and v == DEFAULT_FREE_FIELDS[k])}
     return {
         "version": FINGERPRINT_VERSION,
         "train_config": json.loads(json.dumps(train_config, default=str)),

@@ -39,6 +39,9 @@ HISTORY_CSV = "history.csv"
 # epochs where 3 under-trained: 74.8 vs 92.8 test F1), and the fixed count without a dev set.
 DEFAULT_MAX_EPOCHS = 30
 DEFAULT_EPOCHS_WITHOUT_DEV = 10
+# `TrainConfig(jit_compile=True)`: batch widths are padded to a multiple of this, so XLA compiles
+# the train step for a bounded set of shapes (8 widths up to 128 tokens).
+DEFAULT_JIT_PAD_MULTIPLE = 16
 
 
 @dataclasses.dataclass
@@ -53,6 +56,13 @@ class TrainConfig:
     `patience` epochs without a better dev entity F1 (`patience=None` or 0: never). `epochs=None`
     (the default) means `DEFAULT_MAX_EPOCHS` (30) with a dev set, so early stopping decides, and
     `DEFAULT_EPOCHS_WITHOUT_DEV` (10) without one. `max_steps` caps the optimizer steps.
+
+    `jit_compile`: XLA-compile the whole training step (`model.compile(jit_compile=True)`; on
+    JAX, Keras always compiles the step). XLA compiles once per batch shape, so the batch widths
+    are then rounded up to a multiple of `pad_to_multiple` (default `DEFAULT_JIT_PAD_MULTIPLE`,
+    16: at most 8 widths for sentences of up to 128 tokens); without `jit_compile` each batch is
+    as wide as its longest sentence unless `pad_to_multiple` is set. `TrainResult.batch_shapes`
+    counts the shapes (= compilations) of the run.
 
     `verbose`: "auto" shows a progress bar on a terminal and one line per epoch otherwise (log
     files); 0, 1, 2 as in `keras.Model.fit`. `verbose` and `eval_batch_size` may change when a
@@ -76,6 +86,8 @@ class TrainConfig:
     eval_batch_size: int = 128
     eval_max_length: int | None = None
     verbose: int | str = "auto"
+    jit_compile: bool = False
+    pad_to_multiple: int | None = None
 
     def __post_init__(self):
         if self.epochs is not None and self.epochs < 1:
@@ -83,7 +95,7 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "steps_per_epoch", "eval_max_length"):
+        for name in ("max_steps", "steps_per_epoch", "eval_max_length", "pad_to_multiple"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
@@ -103,6 +115,13 @@ class TrainConfig:
         if self.verbose not in ("auto", 0, 1, 2):
             raise ValueError(f'verbose must be "auto", 0, 1 or 2, got {self.verbose!r}')
 
+    @property
+    def width_multiple(self):
+        """The multiple training batch widths are padded to (1: each batch's longest sentence)."""
+        if self.pad_to_multiple is not None:
+            return self.pad_to_multiple
+        return DEFAULT_JIT_PAD_MULTIPLE if self.jit_compile else 1
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -117,6 +136,9 @@ class TrainResult:
         seconds_per_epoch: training seconds per epoch (of the process that ran it).
         resumed_after_epoch: epochs restored from a checkpoint (0: trained from scratch).
         stopped_early: early stopping ended the run before its last epoch.
+        batch_shapes: distinct `[batch, width]` shapes of the training batches this process fed
+            (with `jit_compile`, XLA compiles the train step once for each).
+        jit_compile: whether the train step was XLA-compiled.
     """
 
     history: list
@@ -126,6 +148,8 @@ class TrainResult:
     seconds_per_epoch: list
     resumed_after_epoch: int = 0
     stopped_early: bool = False
+    batch_shapes: int | None = None
+    jit_compile: bool = False
 
 
 def make_optimizer(tagger, config: TrainConfig, total_steps: int):
@@ -190,11 +214,12 @@ def _escape(path):
     return re.escape(path)
 
 
-def batch_dataset(corpus, batch_size, *, seed=0, bucket=True, start_step=0, pad_id=0):
+def batch_dataset(corpus, batch_size, *, seed=0, bucket=True, start_step=0, pad_id=0, pad_to_multiple=1):
     """An endless tf.data stream of training batches starting at global step `start_step`.
 
     Data epoch `e` uses `plan_batches(..., seed, epoch=e)`, so the order depends only on the seed and
-    the step: a run resumed at step s sees exactly the batches a continuous run would.
+    the step: a run resumed at step s sees exactly the batches a continuous run would. Each batch is
+    as wide as its longest sentence rounded up to a multiple of `pad_to_multiple`.
     """
     import tensorflow as tf
 
@@ -209,7 +234,8 @@ def batch_dataset(corpus, batch_size, *, seed=0, bucket=True, start_step=0, pad_
             epoch, offset = divmod(step, per_epoch)
             plan = plan_batches(lengths, batch_size, shuffle=True, seed=seed, epoch=epoch, bucket=bucket)
             for idx in plan[offset:]:
-                yield _pad([corpus.token_ids[i] for i in idx], [corpus.tag_ids[i] for i in idx], pad_id)
+                yield _pad([corpus.token_ids[i] for i in idx], [corpus.tag_ids[i] for i in idx], pad_id,
+                           pad_to_multiple)
                 step += 1
 
     signature = (
@@ -220,8 +246,40 @@ def batch_dataset(corpus, batch_size, *, seed=0, bucket=True, start_step=0, pad_
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
 
 
-def _pad(token_ids, tag_ids, pad_id):
-    width = max(len(x) for x in token_ids)
+def padded_width(longest, multiple=1):
+    """`longest` rounded up to a multiple of `multiple`.
+
+    Example:
+    >>> padded_width(17, 16), padded_width(16, 16), padded_width(5)
+    (32, 16, 5)
+    """
+    return -(-int(longest) // int(multiple)) * int(multiple)
+
+
+def batch_shapes(lengths, batch_size, *, seed=0, bucket=True, start_step=0, steps=0, pad_to_multiple=1):
+    """The distinct `(batch, width)` shapes of steps `start_step .. start_step + steps - 1` of
+    `batch_dataset` (the same plan): XLA compiles a jit-compiled train step once for each.
+
+    Example:
+    >>> sorted(batch_shapes([3, 1, 2, 5, 4], 2, steps=3, bucket=False, pad_to_multiple=4))
+    [(1, 4), (2, 4), (2, 8)]
+    """
+    from tfner.preprocessing import plan_batches
+
+    lengths = np.asarray(lengths)
+    per_epoch = math.ceil(len(lengths) / batch_size)
+    shapes = set()
+    for epoch in range(start_step // per_epoch, (start_step + steps - 1) // per_epoch + 1 if steps else 0):
+        plan = plan_batches(lengths, batch_size, shuffle=True, seed=seed, epoch=epoch, bucket=bucket)
+        first = max(start_step - epoch * per_epoch, 0)
+        last = min(start_step + steps - epoch * per_epoch, per_epoch)
+        for idx in plan[first:last]:
+            shapes.add((len(idx), padded_width(lengths[idx].max(), pad_to_multiple)))
+    return shapes
+
+
+def _pad(token_ids, tag_ids, pad_id, pad_to_multiple=1):
+    width = padded_width(max(len(x) for x in token_ids), pad_to_multiple)
     ids = np.full((len(token_ids), width), pad_id, dtype=np.int32)
     tags = np.zeros((len(token_ids), width), dtype=np.int32)
     mask = np.zeros((len(token_ids), width), dtype=bool)
@@ -337,7 +395,8 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
     backup_dir = output_dir / BACKUP_DIR
     scope = dist.scope if dist is not None else contextlib.nullcontext
     with scope():
-        model.compile(optimizer=make_optimizer(model, config, plan.total_steps), jit_compile=False)
+        model.compile(optimizer=make_optimizer(model, config, plan.total_steps),
+                      jit_compile=_jit_compile_setting(model, config))
         start_epoch = 0
         history_path = output_dir / HISTORY_CSV
         if state is not None:
@@ -353,6 +412,7 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
             logger.info("resuming %s after epoch %d (step %d)", output_dir, start_epoch, state.steps)
 
     best_path = output_dir / BEST_MODEL if dev_sentences is not None else None
+    shapes = None
     if state is None or not state.finished:
         callbacks = [EpochTimer()]
         early_stopping = model_checkpoint = None
@@ -383,7 +443,14 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
         ]
         dataset = batch_dataset(train_corpus, config.batch_size, seed=config.seed,
                                 bucket=config.bucket, start_step=start_epoch * steps_per_epoch,
-                                pad_id=tokenizer.pad_id)
+                                pad_id=tokenizer.pad_id, pad_to_multiple=config.width_multiple)
+        shapes = len(batch_shapes(train_corpus.lengths, config.batch_size, seed=config.seed,
+                                  bucket=config.bucket, start_step=start_epoch * steps_per_epoch,
+                                  steps=(epochs - start_epoch) * steps_per_epoch,
+                                  pad_to_multiple=config.width_multiple))
+        if config.jit_compile:
+            logger.info("jit_compile: XLA compiles the train step once per batch shape, at most %d "
+                        "here (widths padded to multiples of %d)", shapes, config.width_multiple)
         dataset = distribute.distributed_dataset_options(dataset, dist)
         with scope():
             model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -412,7 +479,25 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
         seconds_per_epoch=[h.get("train_seconds") for h in history],
         resumed_after_epoch=start_epoch,
         stopped_early=state.stopped_early,
+        batch_shapes=shapes,
+        jit_compile=bool(config.jit_compile),
     )
+
+
+def _jit_compile_setting(model, config):
+    """`config.jit_compile` for `model.compile`; refused when a layer cannot be XLA-compiled (Keras
+    would otherwise fall back to no XLA with only a warning)."""
+    if not config.jit_compile:
+        return False
+    from keras.src.trainers.trainer import model_supports_jit
+
+    if not model_supports_jit(model):
+        blockers = sorted({type(layer).__name__ for layer in model._flatten_layers()
+                           if not layer.supports_jit})
+        raise ValueError("jit_compile=True: this model's training step cannot be XLA-compiled "
+                         f"(layers {blockers or 'none'} say so; op determinism also disables XLA); "
+                         "train with jit_compile=False")
+    return True
 
 
 def _checked_run_state(dist, output_dir, fingerprint, overwrite):
