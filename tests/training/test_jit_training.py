@@ -165,3 +165,20 @@ def test_the_same_tagger_trains_on_jax(tmp_path):
     # normalised updates magnify the rounding differences of the two backends' gradients.
     np.testing.assert_allclose(jax_losses[0], reference[0], rtol=1e-5)
     np.testing.assert_allclose(jax_losses, reference, rtol=3e-3)
+
+
+def test_jit_compile_switches_cudnn_rnn_layers_to_their_xla_loop():
+    """On a TensorFlow GPU Keras' LSTM refuses XLA (cuDNN); jit_compile then takes its generic loop."""
+    from tfner.training.trainer import _jit_compile_setting
+
+    tagger = _tagger()
+    lstms = [layer for layer in tagger._flatten_layers() if isinstance(layer, keras.layers.LSTM)]
+    assert lstms
+    for layer in lstms:  # what Keras does on a GPU
+        layer.supports_jit = False
+    config = TrainConfig(jit_compile=True)
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("cuDNN kernels are a TensorFlow matter")
+    assert _jit_compile_setting(tagger, config) is True
+    assert all(layer.supports_jit and layer.use_cudnn is False for layer in lstms)
+    assert _jit_compile_setting(tagger, TrainConfig()) is False

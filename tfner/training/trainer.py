@@ -484,6 +484,25 @@ def fit_tagger(tagger, train_corpus, dev_sentences, tokenizer, config: TrainConf
     )
 
 
+def _rnn_layers_without_cudnn(model):
+    """On a TensorFlow GPU, Keras' LSTM / GRU layers take cuDNN kernels, which XLA cannot compile,
+    and so refuse `jit_compile`: under `jit_compile=True` they run their generic loop instead
+    (`use_cudnn=False`), which XLA compiles. Returns the names of the layers switched."""
+    switched = []
+    if keras.backend.backend() != "tensorflow":
+        return switched
+    for layer in model._flatten_layers():
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)) and not layer.supports_jit \
+                and layer.use_cudnn == "auto":
+            layer.use_cudnn = False
+            layer.supports_jit = True
+            switched.append(layer.name)
+    if switched:
+        logger.info("jit_compile: %s run without cuDNN (XLA cannot compile cuDNN kernels)",
+                    ", ".join(switched))
+    return switched
+
+
 def _jit_compile_setting(model, config):
     """`config.jit_compile` for `model.compile`; refused when a layer cannot be XLA-compiled (Keras
     would otherwise fall back to no XLA with only a warning)."""
@@ -491,6 +510,7 @@ def _jit_compile_setting(model, config):
         return False
     from keras.src.trainers.trainer import model_supports_jit
 
+    _rnn_layers_without_cudnn(model)
     if not model_supports_jit(model):
         blockers = sorted({type(layer).__name__ for layer in model._flatten_layers()
                            if not layer.supports_jit})
