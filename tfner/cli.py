@@ -126,6 +126,10 @@ def cmd_train(a):
     from tfner.training import TrainConfig, fit_tagger
 
     keras.utils.set_random_seed(a.seed)
+    if a.precision == "bf16":
+        from tfner.models.precision import warn_without_bf16_hardware
+
+        warn_without_bf16_hardware(a.precision)
     vocabulary = None
     if PRESETS[a.preset]["encoder"] is None:
         vocabulary = _vocabulary_for_char_preset(a)
@@ -164,12 +168,12 @@ def cmd_train(a):
     tagger, tokenizer = build_tagger(
         a.preset, labels=labels.labels, encoder=encoder, vocabulary=vocabulary,
         context=a.context, context_layers=a.context_layers, decoder=a.decoder,
-        context_units=a.context_units, dropout=a.dropout, scheme=scheme, features=features)
+        context_units=a.context_units, dropout=a.dropout, scheme=scheme, features=features,
+        precision=a.precision)
     train, _ = split_long_sentences(train, a.max_length)
     config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, max_steps=a.max_steps,
                          encoder_lr=a.encoder_lr, head_lr=a.head_lr, crf_lr=a.crf_lr, layer_decay=a.layer_decay,
-                         patience=a.patience, seed=a.seed, eval_max_length=a.max_length,
-                         jit_compile=a.jit_compile, pad_to_multiple=a.pad_to_multiple)
+                         patience=a.patience, seed=a.seed, eval_max_length=a.max_length)
     result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), dev, tokenizer, config, a.out,
                         overwrite=a.overwrite, strategy=strategy)
     final = f"{a.out}/final.keras"
@@ -203,7 +207,8 @@ def cmd_export(a):
     tagger = load_tagger(path)
     target = export_saved_model(tagger, a.out, version=a.version, window=a.window,
                                 overlap=a.overlap, max_batch_windows=a.max_batch_windows,
-                                jit_compile=a.jit_compile)
+                                jit_compile=a.jit_compile, precision=a.precision,
+                                quantize=a.quantize)
     print(f"exported {path} to {target}")
 
 
@@ -375,13 +380,9 @@ def build_parser():
                         "multi-worker (cluster from $TF_CONFIG; the same command on every worker), "
                         "tpu ($TPU_NAME), data-parallel (KERAS_BACKEND=jax: all devices); "
                         "--batch-size is the global batch")
-    t.add_argument("--jit-compile", action="store_true",
-                   help="XLA-compile the whole training step (TensorFlow; on KERAS_BACKEND=jax the step is "
-                        "jax.jit-compiled). XLA compiles once per batch shape: batch widths are padded to "
-                        "multiples of --pad-to-multiple (default 16)")
-    t.add_argument("--pad-to-multiple", type=int, default=None,
-                   help="pad training batch widths to a multiple of this (default: 16 with --jit-compile, "
-                        "else each batch's longest sentence)")
+    t.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="bf16: mixed precision (float32 weights, bfloat16 compute, CRF in float32); "
+                        "fast on GPUs and CPUs with AVX512-BF16/AMX only")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="entity P/R/F1 of a .keras tagger on a corpus",
@@ -404,6 +405,12 @@ def build_parser():
     x.add_argument("--jit-compile", action="store_true",
                    help="compile the tagger with XLA (much lower CPU latency; TF Serving then needs "
                         "--xla_cpu_compilation_enabled=true)")
+    x.add_argument("--precision", choices=("float32", "bf16"),
+                   help="serve in this precision (bf16: bfloat16 compute, CRF in float32; "
+                        "default: the model's own)")
+    x.add_argument("--quantize", choices=("int8",),
+                   help="int8 weight quantization of the encoder's and the emission layer's "
+                        "kernels and embedding tables (BiLSTM and CRF stay float)")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="one sentence per line in, one tag line (or JSON) per line out", formatter_class=formatter, parents=[debug])

@@ -9,7 +9,8 @@ Layout written by :func:`export_saved_model` (what ``tensorflow/serving`` expect
         variables/             # the tagger's weights
         assets/labels.txt      # tag strings, one per line, line number - 1 = tag id
         assets/vocab.txt       # the character vocabulary, line number - 1 = token id
-        assets/tfner.json      # window, overlap, scheme, decoder, XLA, confidence method, signatures
+        assets/tfner.json      # window, overlap, scheme, decoder, XLA, precision, quantization,
+                               # confidence method, signatures
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def resolve_saved_model(path) -> pathlib.Path:
 
 
 def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None, *,
-                       punctuation=None, max_batch_windows=None, jit_compile=False) -> pathlib.Path:
+                       punctuation=None, max_batch_windows=None, jit_compile=False,
+                       precision=None, quantize=None) -> pathlib.Path:
     """Exports a tagger as a versioned TF Serving SavedModel (raw text in, entities out).
 
     Args:
@@ -102,6 +104,13 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
         jit_compile: compile the tagger part with XLA on a few padded shapes (several times
             lower latency on CPU; TF Serving must then run with
             ``--xla_cpu_compilation_enabled=true``). See :class:`TaggerServingModule`.
+        precision: serve in ``"float32"`` or ``"bf16"`` (Keras' ``"mixed_bfloat16"``: a copy
+            of the tagger computing in bfloat16, CRF in float32); default: the tagger's own.
+            bfloat16 pays only on GPUs and CPUs with AVX512-BF16/AMX.
+        quantize: ``"int8"``: int8 weight quantization of a copy of the tagger (Keras
+            ``Model.quantize``: Dense/EinsumDense kernels and embedding tables; the recurrent
+            layers and the CRF stay in float). None: no quantization. See
+            ``tfner.models.precision``. The signatures do not change.
 
     Returns:
         The version directory.
@@ -116,6 +125,14 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
                                       serving_module)
     from tfner.preprocessing.windows import DEFAULT_PUNCTUATION
 
+    from tfner.models.precision import (check_quantize, dtype_policy_name, quantize_tagger,
+                                        tagger_precision, with_precision)
+
+    quantize = check_quantize(quantize)
+    if precision is not None and dtype_policy_name(precision) != tagger.dtype_policy.name:
+        tagger = with_precision(tagger, precision)
+    if quantize is not None:
+        tagger = quantize_tagger(tagger, quantize)
     out_dir = pathlib.Path(out_dir)
     if version is None:
         existing = [int(p.name) for p in out_dir.iterdir() if p.name.isdigit()] \
@@ -137,7 +154,11 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
         (staging / "labels.txt").write_text("".join(f"{label}\n" for label in module.labels),
                                             encoding="utf-8")
         tagger.tokenizer().save_vocabulary(staging / "vocab.txt")
-        (staging / "tfner.json").write_text(export_info_json(module) + "\n", encoding="utf-8")
+        info = json.loads(export_info_json(module))
+        info["precision"] = tagger_precision(tagger)
+        info["quantize"] = quantize
+        (staging / "tfner.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n",
+                                            encoding="utf-8")
         module.assets = [tf.saved_model.Asset(str(staging / name))
                          for name in ("labels.txt", "vocab.txt", "tfner.json")]
         signatures = {
@@ -152,8 +173,9 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
         partial.rename(target)  # TF Serving must never see a half-written version
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("exported %s (window %d, overlap %d, %s%s) to %s", tagger.name, module.window,
-                module.overlap, module.decoder, ", XLA" if module.jit_compile else "", target)
+    logger.info("exported %s (window %d, overlap %d, %s%s, %s%s) to %s", tagger.name, module.window,
+                module.overlap, module.decoder, ", XLA" if module.jit_compile else "",
+                tagger_precision(tagger), f", {quantize} weights" if quantize else "", target)
     return target
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from tfner.models.tagger import NERTagger
@@ -65,7 +66,7 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
                  decoder=None, context_units=128, context_layers=1, embedding_dim=128,
                  embedding_matrix=None, dropout=0.1, scheme="BIO", constrained=True,
                  num_layers=None, embeddings_only=False, random_init=False, name=None,
-                 context_options=None, features=None, decoder_options=None):
+                 context_options=None, features=None, decoder_options=None, precision=None):
     """Build a tagger from a preset name and/or components.
 
     Args:
@@ -87,6 +88,10 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
         features: input feature layers (see `NERTagger`), or a function `tokenizer -> layers`
             (the tokenizer is known only here for encoder presets), e.g.
             `lambda tok: tfner.features.build_input_features(train, tok)[0]`.
+        precision: `"float32"`, or `"bf16"` for bf16 mixed precision (Keras'
+            `"mixed_bfloat16"` policy for every layer, the encoder and the features included;
+            an `EncoderBundle` built in float32 is converted); None: Keras' global dtype policy.
+            See `tfner.models.precision`.
 
     Returns:
         `(tagger, tokenizer)`.
@@ -95,6 +100,31 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
     >>> # tagger, tokenizer = build_tagger("bert-bilstm-crf", labels=labels,
     >>> #                                  encoder="../shared/encoders/tiny-bert-zh-L2-H128")
     """
+    import keras
+
+    from tfner.models.precision import dtype_policy_name, dtype_policy_scope, with_precision
+
+    policy = dtype_policy_name(precision) if precision is not None else None
+    with dtype_policy_scope(policy) if policy else contextlib.nullcontext():
+        tagger, tokenizer = _build_tagger(
+            preset, labels=labels, encoder=encoder, vocabulary=vocabulary, context=context,
+            decoder=decoder, context_units=context_units, context_layers=context_layers,
+            embedding_dim=embedding_dim, embedding_matrix=embedding_matrix, dropout=dropout,
+            scheme=scheme, constrained=constrained, num_layers=num_layers,
+            embeddings_only=embeddings_only, random_init=random_init, name=name,
+            context_options=context_options, features=features, decoder_options=decoder_options,
+            precision=precision)
+    if policy and any(layer.dtype_policy.name != policy for layer in tagger._flatten_layers()
+                      if not isinstance(layer, keras.layers.InputLayer)):
+        # A representation or feature layer built before (e.g. an EncoderBundle's backbone).
+        tagger = with_precision(tagger, precision)
+    return tagger, tokenizer
+
+
+def _build_tagger(preset, *, labels, encoder, vocabulary, context, decoder, context_units,
+                  context_layers, embedding_dim, embedding_matrix, dropout, scheme, constrained,
+                  num_layers, embeddings_only, random_init, name, context_options, features,
+                  decoder_options, precision):
     from tfner.preprocessing import CharTokenizer
 
     if preset and preset not in PRESETS:
@@ -123,6 +153,7 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
         context_units=context_units, context_layers=context_layers, decoder=decoder,
         embedding_dim=embedding_dim, dropout=dropout, scheme=scheme, constrained=constrained,
         context_options=context_options, features=features, decoder_options=decoder_options, name=name or (preset or "tagger").replace("-", "_"),
+        precision=precision,
     )
     if embedding_matrix is not None and representation == "char":
         tagger.representation.set_weights([embedding_matrix.astype("float32")])

@@ -7,6 +7,8 @@ context encoder (BiLSTM, BiGRU), and a tag decoder (softmax or CRF).
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -55,6 +57,14 @@ class NERTagger(keras.Model):
         features: input feature layers (e.g. `BigramEmbedding`, `SoftLexiconEmbedding` from
             `tfner.features`), each called as `layer(token_ids, padding_mask) -> [B, T, D]`; their
             outputs are concatenated to the character representation.
+        precision: `"float32"`, or `"bf16"`: the layers this tagger creates compute under
+            Keras' `"mixed_bfloat16"` policy (float32 variables, bfloat16 compute; the CRF and the
+            losses compute in float32). A representation or feature layer passed in keeps the
+            policy it was built with (`build_tagger(..., precision=...)` builds them under it
+            too); None: Keras' global dtype policy. bf16 is stored in the config, so a `.keras`
+            file reloads with it (`tfner.models.precision`).
+        quantized: set by `from_config` for a tagger saved after `quantize` (`{"mode": "int8",
+            "layers": [paths]}`): those layers are quantized again before the weights load.
 
     Example:
     >>> tagger = NERTagger("char", labels=["O", "B-PER", "I-PER"], vocabulary=["[PAD]", "[UNK]", "王", "明"],
@@ -81,8 +91,24 @@ class NERTagger(keras.Model):
         context_options=None,
         features=None,
         decoder_options=None,
+        precision=None,
+        quantized=None,
         **kwargs,
     ):
+        from tfner.models.precision import dtype_policy_name, dtype_policy_scope
+
+        policy = dtype_policy_name(precision) if precision is not None else None
+        with dtype_policy_scope(policy) if policy else contextlib.nullcontext():
+            self._build_graph(representation, labels, vocabulary, context, context_units,
+                              context_layers, decoder, embedding_dim, dropout, scheme, constrained,
+                              context_options, features, decoder_options, kwargs)
+        self.precision = "bf16" if self.dtype_policy.name == "mixed_bfloat16" else None
+        if quantized:
+            self._requantize(quantized)
+
+    def _build_graph(self, representation, labels, vocabulary, context, context_units, context_layers,
+                     decoder, embedding_dim, dropout, scheme, constrained, context_options, features,
+                     decoder_options, kwargs):
         if not labels:
             raise ValueError("NERTagger needs `labels` (the tag strings, 'O' first).")
         if decoder not in ("crf", "softmax") + SPAN_DECODERS:
@@ -161,6 +187,20 @@ class NERTagger(keras.Model):
         self.decoder_layer = decoder_layer
         self.feature_layers = feature_layers
 
+    def _requantize(self, quantized):
+        """Quantizes the layers a saved quantized tagger had quantized (those whose own config did
+        not already bring it back, e.g. the emission layer), so that its weights load."""
+        import warnings
+
+        paths = set(quantized.get("layers", []))
+
+        def wanted(layer):
+            return layer.path in paths and not getattr(layer, "_is_quantized", False)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.quantize(quantized["mode"], filters=wanted)
+
     # --- training -------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         mask = x["padding_mask"]
@@ -211,17 +251,37 @@ class NERTagger(keras.Model):
             config["features"] = [keras.layers.serialize(layer) for layer in self.feature_layers]
         if self.decoder_options:
             config["decoder_options"] = self.decoder_options
+        if getattr(self, "precision", None):
+            config["precision"] = self.precision
+        from tfner.models.precision import quantized_layers
+
+        layers = quantized_layers(self)
+        if layers:
+            modes = sorted({self._quantization_mode(path) for path in layers})
+            config["quantized"] = {"mode": modes[0], "layers": layers}
         return config
+
+    def _quantization_mode(self, path):
+        for layer in self._flatten_layers(include_self=False):
+            if layer.path == path:
+                return layer.quantization_mode
+        return None
 
     @classmethod
     def from_config(cls, config):
+        from tfner.models.precision import dtype_policy_scope
+
         config = dict(config)
-        rep = config.get("representation", "char")
-        if isinstance(rep, dict):
-            config["representation"] = keras.layers.deserialize(rep)
-        if config.get("features"):
-            config["features"] = [keras.layers.deserialize(f) for f in config["features"]]
-        return cls(**config)
+        # Under the tagger's policy: keras-hub saves a quantized backbone's policies without
+        # their source precision ("int8" from whatever the global policy is).
+        with dtype_policy_scope(config["precision"]) if config.get("precision") \
+                else contextlib.nullcontext():
+            rep = config.get("representation", "char")
+            if isinstance(rep, dict):
+                config["representation"] = keras.layers.deserialize(rep)
+            if config.get("features"):
+                config["features"] = [keras.layers.deserialize(f) for f in config["features"]]
+            return cls(**config)
 
 
 def masked_token_cross_entropy(logits, tags, mask):
@@ -229,6 +289,7 @@ def masked_token_cross_entropy(logits, tags, mask):
 
     Shapes: logits [B, T, K], tags [B, T] int, mask [B, T] bool -> scalar.
     """
+    logits = ops.cast(logits, "float32")  # bf16 emissions: the loss in float32
     mask = ops.cast(mask, logits.dtype)
     per_token = keras.losses.sparse_categorical_crossentropy(tags, logits, from_logits=True)
     return ops.sum(per_token * mask) / ops.maximum(ops.sum(mask), 1.0)
