@@ -19,6 +19,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
+import report_precision  # noqa: E402
 
 MEASUREMENTS = ("matmul", "crf", "training", "inference", "accuracy")
 TITLE = "# Benchmarks: tfner vs tensorflow-addons, Hugging Face + PyTorch and the legacy TF 2.15 stack"
@@ -32,7 +33,7 @@ def load_results(results_dir=benchlib.RESULTS_DIR) -> dict:
     """
     results_dir = pathlib.Path(results_dir)
     found = {}
-    for name in MEASUREMENTS + ("serving_latency", "crf_round2", "growth"):
+    for name in MEASUREMENTS + ("serving_latency", "crf_round2", "growth", "precision"):
         for path in (results_dir / f"{name}.json", results_dir / "quick" / f"{name}.json"):
             if path.is_file():
                 found[name] = benchlib.read_json(path)
@@ -615,6 +616,7 @@ def target_rows(results) -> list:
         gap = accuracy["f1_gap_points"]
         rows.append(["accuracy parity (±1 F1)", "test F1, tfner − PyTorch, same steps", f"{gap:+.2f} points",
                      "met" if abs(gap) <= 1.0 else "**not met**"])
+    rows += report_precision.target_rows(results.get("precision"))
     return rows
 
 
@@ -675,6 +677,7 @@ def render(results) -> str:
         lines += section_serving(results["serving_latency"]) + [""]
     if "growth" in results:
         lines += section_growth(results["growth"]) + [""]
+    lines += report_precision.section(results.get("precision"), table) + [""]
     lines += section_findings(results)
     analysis = benchlib.BENCH_DIR / "analysis.md"
     if analysis.is_file():

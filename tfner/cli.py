@@ -408,9 +408,10 @@ def build_parser():
     x.add_argument("--precision", choices=("float32", "bf16"),
                    help="serve in this precision (bf16: bfloat16 compute, CRF in float32; "
                         "default: the model's own)")
-    x.add_argument("--quantize", choices=("int8",),
-                   help="int8 weight quantization of the encoder's and the emission layer's "
-                        "kernels and embedding tables (BiLSTM and CRF stay float)")
+    x.add_argument("--quantize", choices=("int8", "int8-weights"),
+                   help="int8 quantization of the encoder's and the emission layer's kernels and "
+                        "embedding tables (BiLSTM and CRF stay float): int8 = int8 products (inputs "
+                        "quantized on the fly), int8-weights = int8 weights, float products")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("predict", help="one sentence per line in, one tag line (or JSON) per line out", formatter_class=formatter, parents=[debug])

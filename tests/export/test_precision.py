@@ -14,7 +14,8 @@ import tensorflow as tf
 from tfner.export import export_saved_model, load_tagger, read_export_info
 from tfner.models import predict_tags
 from tfner.models.precision import (bf16_hardware, check_quantize, dtype_policy_name,
-                                    quantize_tagger, quantized_layers, with_precision)
+                                    quantization_of, quantize_tagger, quantized_layers,
+                                    with_precision)
 
 from .conftest import LABEL_TYPES, SHARED, _need
 
@@ -63,8 +64,9 @@ def test_precision_names_and_quantize_modes_are_checked():
     with pytest.raises(ValueError, match="precision must be one of"):
         dtype_policy_name("fp16")
     assert check_quantize("int8") == "int8" and check_quantize(None) is None
+    assert check_quantize("INT8-weights") == "int8-weights"
     for bad in ("int4", "float8", "int", 8):
-        with pytest.raises(ValueError, match=r"quantize must be one of \['int8'\]"):
+        with pytest.raises(ValueError, match=r"quantize must be one of \['int8', 'int8-weights'\]"):
             check_quantize(bad)
 
 
@@ -183,3 +185,24 @@ def test_int8_bert_tagger_quantizes_the_encoder(softmax_tagger, eval_texts):
     assert sum("transformer_layer" in p for p in layers) == 12  # 2 layers x (q, k, v, out, ffn x2)
     agreement = _agreement(predict_tags(quantized, texts), predict_tags(softmax_tagger, texts))
     assert agreement > 0.9, agreement
+
+
+def test_int8_weights_only_keeps_float_inputs_and_round_trips(crf_run, eval_texts, tmp_path):
+    tagger, _ = crf_run
+    texts = eval_texts[:100]
+    full = quantize_tagger(tagger, "int8")
+    weights_only = quantize_tagger(tagger, "int8-weights")
+    assert quantization_of(full) == "int8" and quantization_of(weights_only) == "int8-weights"
+    assert full.get_layer("emissions").inputs_quantizer is not None
+    assert weights_only.get_layer("emissions").inputs_quantizer is None
+    assert weights_only.get_layer("emissions").kernel.dtype == "int8"
+    weights_only.save(tmp_path / "w.keras")
+    reloaded = load_tagger(tmp_path / "w.keras")
+    assert reloaded.get_config()["quantized"]["mode"] == "int8-weights"
+    assert reloaded.get_layer("emissions").inputs_quantizer is None
+    ids = np.array([[5, 6, 7, 8]], "int32")
+    mask = np.ones_like(ids, bool)
+    outputs = [m({"token_ids": ids, "padding_mask": mask})["emissions"] for m in (reloaded, weights_only, full)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert np.abs(np.asarray(outputs[1]) - np.asarray(outputs[2])).max() > 0  # inputs not quantized
+    assert _agreement(predict_tags(weights_only, texts), predict_tags(tagger, texts)) > 0.97

@@ -107,10 +107,11 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
         precision: serve in ``"float32"`` or ``"bf16"`` (Keras' ``"mixed_bfloat16"``: a copy
             of the tagger computing in bfloat16, CRF in float32); default: the tagger's own.
             bfloat16 pays only on GPUs and CPUs with AVX512-BF16/AMX.
-        quantize: ``"int8"``: int8 weight quantization of a copy of the tagger (Keras
-            ``Model.quantize``: Dense/EinsumDense kernels and embedding tables; the recurrent
-            layers and the CRF stay in float). None: no quantization. See
-            ``tfner.models.precision``. The signatures do not change.
+        quantize: ``"int8"``: int8 quantization of a copy of the tagger (Keras
+            ``Model.quantize``: Dense/EinsumDense kernels and embedding tables, their inputs
+            quantized on the fly; the recurrent layers and the CRF stay in float);
+            ``"int8-weights"``: the same int8 weights, dequantized for float products. None: no
+            quantization. See ``tfner.models.precision``. The signatures do not change.
 
     Returns:
         The version directory.

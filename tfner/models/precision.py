@@ -15,7 +15,9 @@ One switch, the tagger's Keras dtype policy, chosen when the tagger is built:
   --quantize int8``) is Keras' ``Model.quantize("int8")`` on a copy: the kernels of ``Dense`` /
   ``EinsumDense`` layers and the tables of ``Embedding`` layers become int8 with a float scale per
   output channel (row for embeddings), and those layers quantize their inputs on the fly (abs-max
-  per row), so their matrix products run in int8 with int32 accumulation. In a BERT tagger that
+  per row), so their matrix products run in int8 with int32 accumulation. ``"int8-weights"``
+  quantizes the weights only: the int8 kernels are dequantized for float products (the same 4x
+  smaller weights; on CPUs where TensorFlow's int8 MatMul is slow, it runs at float speed). In a BERT tagger that
   is every encoder projection and feed-forward layer, the token/segment embeddings and the
   emission layer; the BiLSTM/BiGRU, convolutions, layer norms, position embeddings and the CRF
   stay in float. A quantized tagger saves to ``.keras`` and reloads quantized (``NERTagger``
@@ -39,7 +41,10 @@ logger = logging.getLogger("tfner.models")
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}
 _ALIASES = {"fp32": "float32", "float32": "float32", "bf16": "bf16", "bfloat16": "bf16",
             "mixed_bfloat16": "bf16"}
-QUANTIZE_MODES = ("int8",)
+# "int8": Keras' default int8 (weights and, on the fly, inputs: int8 x int8 -> int32 products);
+# "int8-weights": int8 weights only, dequantized for float products (TensorFlow's CPU int8 MatMul
+# has no VNNI/oneDNN kernel and is slower than float32; see BENCHMARKS.md section 6).
+QUANTIZE_MODES = ("int8", "int8-weights")
 
 
 def dtype_policy_name(precision) -> str:
@@ -75,6 +80,27 @@ def check_quantize(mode):
     if not isinstance(mode, str) or mode.lower() not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {list(QUANTIZE_MODES)} or None, got {mode!r}")
     return mode.lower()
+
+
+def drop_input_quantizers(model):
+    """Weight-only int8: the quantized layers stop quantizing their inputs (their int8 kernels
+    are then dequantized for a float product)."""
+    for layer in model._flatten_layers(include_self=False):
+        if getattr(layer, "quantization_mode", None) and getattr(layer, "inputs_quantizer", None):
+            layer.inputs_quantizer = None
+
+
+def quantization_of(model):
+    """``"int8"``, ``"int8-weights"`` or None: how a model's layers are quantized."""
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if getattr(layer, "quantization_mode", None) and len(list(layer._flatten_layers())) == 1]
+    if not layers:
+        return None
+    mode = layers[0].quantization_mode
+    with_inputs = [layer for layer in layers if hasattr(layer, "inputs_quantizer")]
+    if mode == "int8" and with_inputs and all(layer.inputs_quantizer is None for layer in with_inputs):
+        return "int8-weights"
+    return mode
 
 
 @contextlib.contextmanager
@@ -212,7 +238,7 @@ def quantize_tagger(tagger, mode="int8", *, copy=True):
 
     Args:
         tagger: a built ``NERTagger`` (float32 or bf16).
-        mode: ``"int8"``.
+        mode: ``"int8"`` (weights and inputs) or ``"int8-weights"`` (weights only).
         copy: quantize a copy (default; the tagger is left as it is) or the tagger itself.
 
     Returns:
@@ -231,10 +257,12 @@ def quantize_tagger(tagger, mode="int8", *, copy=True):
     with warnings.catch_warnings():
         # Layers without int8 kernels (LSTM cells, layer norms, the CRF, ...) each warn.
         warnings.simplefilter("ignore")
-        target.quantize(mode)
+        target.quantize("int8")
+    if mode == "int8-weights":
+        drop_input_quantizers(target)
     done = quantized_layers(target)
     if not done:
-        raise ValueError(f"{tagger.name} has no layer Keras can quantize to {mode} "
+        raise ValueError(f"{tagger.name} has no layer Keras can quantize to int8 "
                          "(Dense, EinsumDense, Embedding)")
     logger.info("quantized %d layers of %s to %s", len(done), tagger.name, mode)
     return target

@@ -63,8 +63,9 @@ class NERTagger(keras.Model):
             policy it was built with (`build_tagger(..., precision=...)` builds them under it
             too); None: Keras' global dtype policy. bf16 is stored in the config, so a `.keras`
             file reloads with it (`tfner.models.precision`).
-        quantized: set by `from_config` for a tagger saved after `quantize` (`{"mode": "int8",
-            "layers": [paths]}`): those layers are quantized again before the weights load.
+        quantized: set by `from_config` for a tagger saved after `quantize` (`{"mode": "int8"
+            or "int8-weights", "layers": [paths]}`): those layers are quantized again before the
+            weights load.
 
     Example:
     >>> tagger = NERTagger("char", labels=["O", "B-PER", "I-PER"], vocabulary=["[PAD]", "[UNK]", "王", "明"],
@@ -199,7 +200,12 @@ class NERTagger(keras.Model):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.quantize(quantized["mode"], filters=wanted)
+            self.quantize("int8" if quantized["mode"] == "int8-weights" else quantized["mode"],
+                          filters=wanted)
+        if quantized["mode"] == "int8-weights":
+            from tfner.models.precision import drop_input_quantizers
+
+            drop_input_quantizers(self)
 
     # --- training -------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -253,19 +259,12 @@ class NERTagger(keras.Model):
             config["decoder_options"] = self.decoder_options
         if getattr(self, "precision", None):
             config["precision"] = self.precision
-        from tfner.models.precision import quantized_layers
+        from tfner.models.precision import quantization_of, quantized_layers
 
         layers = quantized_layers(self)
         if layers:
-            modes = sorted({self._quantization_mode(path) for path in layers})
-            config["quantized"] = {"mode": modes[0], "layers": layers}
+            config["quantized"] = {"mode": quantization_of(self), "layers": layers}
         return config
-
-    def _quantization_mode(self, path):
-        for layer in self._flatten_layers(include_self=False):
-            if layer.path == path:
-                return layer.quantization_mode
-        return None
 
     @classmethod
     def from_config(cls, config):
