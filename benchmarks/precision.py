@@ -5,7 +5,7 @@ For a BERT + BiLSTM + CRF tagger (paper A's model) with (1) the offline tiny enc
 (speed only: no base-size pretrained weights are available offline):
 
 - **serving**: the same tagger exported four times (``tfner.export.export_saved_model``):
-  float32, ``precision="bf16"`` (bfloat16 compute, CRF in float32), ``quantize="int8"`` (int8
+  float32, ``precision="bf16"`` (bfloat16 compute; BiLSTM and CRF in float32), ``quantize="int8"`` (int8
   kernels and embedding tables, inputs quantized on the fly: int8 products) and
   ``quantize="int8-weights"`` (the same int8 weights, float products); p50 latency of one 50-character
   sentence and sentences/s at batch 32 through ``serving_default`` (raw text in), the three
@@ -24,8 +24,8 @@ Records the CPU model and the CPU flags that matter (avx512_bf16, amx_*, avx512_
 load average before and after. Writes ``benchmarks/results/precision.json`` (``--quick``:
 ``benchmarks/results/quick/precision.json``) and prints the numbers.
 
-    python benchmarks/precision.py            # full: tiny + base, 300 steps, full MSRA test set
-    python benchmarks/precision.py --quick    # tiny only, 100 steps, 300 test sentences (~10 min)
+    python benchmarks/precision.py            # full: tiny + base, 300 steps, full MSRA test set (~30-40 min)
+    python benchmarks/precision.py --quick    # tiny only, 150 steps, 300 test sentences (~12 min)
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ FULL = {"models": "tiny,base", "rounds": 7, "latency_calls": 50, "batch_calls": 
         "train_rounds": 5, "train_steps": 6, "train_batch": 32, "train_sentences": 20000,
         "steps": 300, "batch_size": 64, "test_sentences": 0}
 QUICK = {"models": "tiny", "rounds": 2, "latency_calls": 10, "batch_calls": 2,
-         "train_rounds": 2, "train_steps": 3, "train_batch": 16, "train_sentences": 2000,
-         "steps": 100, "batch_size": 32, "test_sentences": 300}
+         "train_rounds": 2, "train_steps": 3, "train_batch": 16, "train_sentences": 5000,
+         "steps": 150, "batch_size": 32, "test_sentences": 300}
 
 
 def batch_texts():
@@ -268,8 +268,9 @@ def train_for_accuracy(precision, args, work):
     labels = LabelVocabulary.from_types(TYPES, "BIO")
     tagger, tokenizer = build("tiny", precision=precision)
     train, _ = split_long_sentences(msra("train", args.train_sentences), 126)
-    config = TrainConfig(epochs=1, max_steps=args.steps, batch_size=args.batch_size, patience=None,
-                         verbose=0, seed=0, **LEARNING_RATES)
+    epochs = -(-args.steps * args.batch_size // len(train))  # enough epochs for args.steps steps
+    config = TrainConfig(epochs=max(epochs, 1), max_steps=args.steps, batch_size=args.batch_size,
+                         patience=None, verbose=0, seed=0, **LEARNING_RATES)
     start = time.perf_counter()
     result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), None, tokenizer, config,
                         work / f"train_{precision}")
@@ -319,7 +320,7 @@ def measure_accuracy(args, work):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="tiny only, few rounds, 100 training steps, 300 test sentences")
+                   help="tiny only, few rounds, 150 training steps, 300 test sentences")
     p.add_argument("--models", help="serving/training models: tiny,base (default: full tiny,base; quick tiny)")
     p.add_argument("--rounds", type=int, help="serving rounds (variants alternate within each)")
     p.add_argument("--latency-calls", type=int, help="single-sentence calls per variant and round")

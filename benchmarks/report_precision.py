@@ -116,7 +116,7 @@ def section(result, table) -> list:
         "BERT + BiLSTM(128) + CRF, exported four times from the same weights "
         "(`export_saved_model(tagger, ..., precision=\"bf16\" | quantize=\"int8\" | \"int8-weights\")`, "
         "`tfner export --precision bf16 | --quantize int8 | int8-weights`): float32; bf16 (Keras `mixed_bfloat16`: bfloat16 "
-        "compute, float32 variables, CRF in float32); int8 (Keras `quantize(\"int8\")`: int8 kernels "
+        "compute, float32 variables; the BiLSTM and the CRF compute in float32); int8 (Keras `quantize(\"int8\")`: int8 kernels "
         "of the encoder's Dense/EinsumDense layers and of the emission layer, int8 token/segment "
         "embeddings, inputs quantized per row on the fly; the BiLSTM, layer norms and the CRF stay "
         "float32); int8-weights (the same int8 weights, dequantized for float32 products). Raw text in through `serving_default`; the variants alternate within each round, "

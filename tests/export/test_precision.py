@@ -98,8 +98,11 @@ def test_bf16_training_is_finite_and_keeps_float32_weights(bf16_run):
     assert result.steps_trained == 40
     losses = [h["loss"] for h in result.history]
     assert all(np.isfinite(losses)), losses
+    context = set(tagger.get_layer("context")._flatten_layers())
     assert {layer.compute_dtype for layer in tagger._flatten_layers()
-            if not layer.__class__.__name__ == "InputLayer"} == {"bfloat16"}
+            if layer.__class__.__name__ != "InputLayer" and layer not in context} == {"bfloat16"}
+    assert {layer.compute_dtype for layer in context} == {"float32"}  # the BiLSTM stays float32
+    assert tagger.get_layer("emissions").compute_dtype == "bfloat16"
     assert {v.dtype for v in tagger.trainable_variables} == {"float32"}
     assert all(np.isfinite(w).all() for w in tagger.get_weights())
     assert tagger.get_config()["precision"] == "bf16"
@@ -122,7 +125,8 @@ def test_bf16_keras_round_trip_keeps_the_policy(bf16_run, tmp_path):
     tagger.save(tmp_path / "m.keras")
     loaded = load_tagger(tmp_path / "m.keras")
     assert loaded.get_config()["precision"] == "bf16"
-    assert loaded.get_layer("context").compute_dtype == "bfloat16"
+    assert loaded.get_layer("emissions").compute_dtype == "bfloat16"
+    assert loaded.get_layer("context").compute_dtype == "float32"
 
 
 def test_float32_tagger_served_in_bf16_mostly_agrees(crf_run, eval_texts, tmp_path):

@@ -6,7 +6,8 @@ One switch, the tagger's Keras dtype policy, chosen when the tagger is built:
   (encoder backbone, features, context layer, emission layer) under Keras' ``"mixed_bfloat16"``
   policy: variables stay float32 (the optimizer updates float32 weights), the layers compute in
   bfloat16, and the CRF computes in float32 (``CRFDecoder`` does not autocast; its log-likelihood
-  and Viterbi cast bfloat16 emissions to float32). The policy is part of the tagger's config, so a
+  and Viterbi cast bfloat16 emissions to float32). A BiLSTM/BiGRU context layer stays float32
+  (``tfner.models.tagger.FLOAT32_CONTEXTS``): its per-time-step loop is slower in bfloat16 on CPU. The policy is part of the tagger's config, so a
   ``.keras`` file reloads with it, and of the run fingerprint.
 - :func:`with_precision` makes a copy of a trained tagger under another policy, same weights
   (``export_saved_model(..., precision="bf16")``, ``tfner export --precision bf16``: a float32

@@ -114,8 +114,9 @@ def build_tagger(preset=None, *, labels, encoder=None, vocabulary=None, context=
             embeddings_only=embeddings_only, random_init=random_init, name=name,
             context_options=context_options, features=features, decoder_options=decoder_options,
             precision=precision)
-    if policy and any(layer.dtype_policy.name != policy for layer in tagger._flatten_layers()
-                      if not isinstance(layer, keras.layers.InputLayer)):
+    built_before = [tagger.representation] + list(tagger.feature_layers)
+    if policy and any(layer.dtype_policy.name != policy for layer in built_before
+                      if isinstance(layer, keras.layers.Layer)):
         # A representation or feature layer built before (e.g. an EncoderBundle's backbone).
         tagger = with_precision(tagger, precision)
     return tagger, tokenizer
