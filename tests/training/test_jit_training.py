@@ -45,10 +45,10 @@ def _batch(seed, batch=4, width=8):
 BATCHES = [(0, 8), (1, 8), (2, 16)]  # (seed, width): two shapes, so Keras retraces once
 
 
-def _tagger():
+def _tagger(dropout=0.0):
     keras.utils.set_random_seed(0)
     tagger, _ = build_tagger("char-bilstm-crf", labels=LABELS, vocabulary=VOCAB, context_units=8,
-                             embedding_dim=8, dropout=0.0)
+                             embedding_dim=8, dropout=dropout)
     return tagger
 
 
@@ -83,6 +83,22 @@ def test_jit_compiled_train_step_matches_the_graph_step():
     # the second traced with a None width (Keras' reduce_retracing).
     np.testing.assert_allclose(compiled, reference, rtol=2e-4, atol=2e-4)
     assert compiled[0] > compiled[1] or compiled[2] > 0  # real losses, not zeros
+
+
+def test_jit_step_with_dropout_uses_philox():
+    """Under XLA, dropout asks for Philox explicitly (XLA's default generator is ~100x slower on
+    CPU). The masks are other draws than the graph step's, so the losses agree only roughly."""
+    pytest.importorskip("tensorflow")
+    from keras.src.backend.tensorflow import random as tf_random
+
+    from tfner.training.xla import use_philox_dropout_under_xla
+
+    assert use_philox_dropout_under_xla() and use_philox_dropout_under_xla()  # idempotent
+    assert tf_random.dropout.__wrapped__ is not None
+    reference = _losses(_tagger(dropout=0.3), jit_compile=False)
+    compiled = _losses(_tagger(dropout=0.3), jit_compile=True)
+    assert np.all(np.isfinite(compiled))
+    np.testing.assert_allclose(compiled, reference, rtol=0.05)
 
 
 def _sentences(n, seed):

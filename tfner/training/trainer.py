@@ -510,7 +510,10 @@ def _jit_compile_setting(model, config):
         return False
     from keras.src.trainers.trainer import model_supports_jit
 
+    from tfner.training.xla import use_philox_dropout_under_xla
+
     _rnn_layers_without_cudnn(model)
+    use_philox_dropout_under_xla()
     if not model_supports_jit(model):
         blockers = sorted({type(layer).__name__ for layer in model._flatten_layers()
                            if not layer.supports_jit})
