@@ -71,9 +71,16 @@ MODES = {
 # Training rows: (label, environment, extra arguments). "torch" is the BiLSTM every PyTorch user
 # writes (PackedSequence); "torch-unpacked" computes the same function without PackedSequence, so
 # that PyTorch takes its fused oneDNN LSTM (its packed-LSTM backward zero-fills the whole packed
-# gradient at every time step).
-TRAIN_VARIANTS = (("tfner", "tfner", []), ("torch", "torch", []),
+# gradient at every time step). "tfner-xla" is tfner's fit with the whole train step XLA-compiled
+# (jit_compile=True), "tfner-jax" the same model on the JAX backend (jax.jit); both pad batch widths
+# to multiples of 16 and compile every shape of the plan before the timed steps (issue 12, target 2).
+TRAIN_VARIANTS = (("tfner", "tfner", []), ("tfner-xla", "tfner", ["--jit-compile"]),
+                  ("tfner-jax", "tfner", ["--jit-compile"]), ("torch", "torch", []),
                   ("torch-unpacked", "torch", ["--lstm", "reversed"]), ("legacy-tf215", "legacy-tf215", []))
+# Extra environment of a training variant's process.
+VARIANT_ENV = {"tfner-jax": {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}}
+# The peers: every variant that is not tfner's.
+PEER_VARIANTS = tuple(v for v in TRAIN_VARIANTS if v[1] != "tfner")
 # When other processes keep more than this fraction of the CPUs busy, PyTorch's OpenMP threads
 # spin-wait against them and slow down 10-40x; the torch peer then runs with
 # OMP_WAIT_POLICY=PASSIVE (which in turn slows it down on an idle machine, so it is decided from
@@ -272,14 +279,16 @@ def measure_crf(runner, mode):
     return result
 
 
-def measure_training(runner, mode, matmul):
+def measure_training(runner, mode, matmul, models=None):
     started, load_start = now(), benchlib.load_average()
     prep = benchlib.read_json(runner.work / "prepare.json")
     # The ceiling is the best round: a peak capability, least disturbed by other load.
     ceiling = (matmul or {}).get("tensorflow_gflops", {}).get("max")
     rows, parity, notes, findings = [], [], [], []
     for model, (warmup, window, windows) in MODES[mode]["train"].items():
-        for label, env_name, variant_args in TRAIN_VARIANTS[1:]:
+        if models is not None and model not in models:
+            continue
+        for label, env_name, variant_args in PEER_VARIANTS:
             out = runner.work / f"parity_{label}_{model}.json"
             if runner.run(f"parity-{label}-{model}", env_name,
                           ["parity", "--model", model, "--out", str(out)] + variant_args):
@@ -287,7 +296,7 @@ def measure_training(runner, mode, matmul):
         by_framework = {}
         for framework, env_name, variant_args in TRAIN_VARIANTS:
             out = runner.work / f"train_{framework}_{model}.json"
-            extra = torch_env() if env_name == "torch" else {}
+            extra = torch_env() if env_name == "torch" else dict(VARIANT_ENV.get(framework, {}))
             args = ["train", "--model", model, "--warmup", str(warmup), "--window", str(window),
                     "--windows", str(windows), "--out", str(out)] + variant_args
             if not runner.run(f"train-{framework}-{model}", env_name, args, extra):
@@ -301,7 +310,9 @@ def measure_training(runner, mode, matmul):
                    "first_step_s": raw.get("first_step_s"), "build_s": raw.get("build_s"),
                    "load": raw.get("load"), "env": extra, "threads": raw.get("threads"),
                    "attention": raw.get("attention"), "notes": raw.get("notes"),
-                   "train_function_traces": raw.get("train_function_traces")}
+                   "train_function_traces": raw.get("train_function_traces"),
+                   "backend": raw.get("backend"), "jit_compile": raw.get("jit_compile"),
+                   "pad_to_multiple": raw.get("pad_to_multiple"), "compile": raw.get("compile")}
             if ceiling:
                 row["mfu_percent"] = benchlib.summarize([100.0 * f / (ceiling * 1e9) for f in raw["model_flops_per_s"]])
             by_framework[framework] = row
@@ -311,7 +322,7 @@ def measure_training(runner, mode, matmul):
             if ours:
                 row["tfner_vs_this"] = benchlib.ratio(ours["sequences_per_s"]["median"],
                                                       row["sequences_per_s"]["median"])
-            if framework != "tfner" and row.get("tfner_vs_this") is not None and row["tfner_vs_this"] < 1.0:
+            if not framework.startswith("tfner") and row.get("tfner_vs_this") is not None and row["tfner_vs_this"] < 1.0:
                 findings.append(f"training, {model}: tfner reaches {row['tfner_vs_this']:.2f}× the sequences/s of "
                                 f"{framework}" + within_spread(ours["sequences_per_s"], row["sequences_per_s"]))
         if ours and "torch" in by_framework:
@@ -323,6 +334,17 @@ def measure_training(runner, mode, matmul):
             if ours.get("peak_rss_mb") and theirs.get("peak_rss_mb") and ours["peak_rss_mb"] > 1.2 * theirs["peak_rss_mb"]:
                 findings.append(f"training, {model}: tfner's peak RSS {ours['peak_rss_mb']:.0f} MiB vs PyTorch "
                                 f"{theirs['peak_rss_mb']:.0f} MiB.")
+        for framework, row in by_framework.items():
+            compiled = row.get("compile")
+            if not compiled:
+                continue
+            note = (f"{model}: {framework} compiled its train step for {compiled['shapes']} batch shape(s) "
+                    f"(widths padded to multiples of {row.get('pad_to_multiple')}) in {compiled['seconds']:.1f} s "
+                    "before the timed steps (part of its warm-up s)")
+            if compiled.get("counted") is not None:
+                note += (f"; JAX compile events: {compiled['counted']} in the warm-up "
+                         f"({compiled['counted_s']:.1f} s), {compiled.get('timed')} during the timed steps")
+            notes.append(note + ".")
         traces = (ours or {}).get("train_function_traces")
         if traces:
             data = benchlib.load_batches(runner.work / "data" / "throughput.npz")
@@ -337,7 +359,7 @@ def measure_training(runner, mode, matmul):
         notes.append("No matmul ceiling in this run: MFU not computed (run with --only matmul,training).")
     breakdown = {}
     profile = MODES[mode]["profile"]
-    for framework, env_name, variant_args in TRAIN_VARIANTS:
+    for framework, env_name, variant_args in (TRAIN_VARIANTS[0],) + PEER_VARIANTS:
         out = runner.work / f"profile_{framework}_tiny.json"
         extra = torch_env() if env_name == "torch" else {}
         if runner.run(f"profile-{framework}-tiny", env_name, ["profile", "--model", "tiny", "--out", str(out)]
@@ -531,6 +553,10 @@ def main(argv=None):
     parser.add_argument("--only", default=",".join(ALL), help=f"comma list of {','.join(ALL)}")
     parser.add_argument("--reprepare", action="store_true", help="rebuild data slices and initial weights")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
+    parser.add_argument("--models", default=None,
+                        help="training: comma list of the models to measure (default: tiny,base)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="write the results JSON only (BENCHMARKS.md and the README summary untouched)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -560,7 +586,7 @@ def main(argv=None):
         elif name == "training":
             if matmul is None and (results_dir / "matmul.json").exists():
                 matmul = benchlib.read_json(results_dir / "matmul.json")
-            result = measure_training(runner, mode, matmul)
+            result = measure_training(runner, mode, matmul, args.models.split(",") if args.models else None)
         elif name == "accuracy":
             result = measure_accuracy(runner, mode)
         else:
@@ -570,7 +596,8 @@ def main(argv=None):
             stamp = result["finished"].replace(" UTC", "").replace(" ", "T").replace(":", "")
             benchlib.write_json(results_dir / "history" / f"{name}-{stamp}.json", result)
         logger.info("wrote %s%s", path, f" ({len(result['errors'])} failed steps)" if result.get("errors") else "")
-    logger.info("wrote %s", report.write_report())
+    if not args.no_report:
+        logger.info("wrote %s", report.write_report())
 
 
 if __name__ == "__main__":

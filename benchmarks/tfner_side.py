@@ -354,19 +354,85 @@ def cmd_crf(args):
 # --------------------------------------------------------------------------------------------
 
 
-def plan_dataset(data, pad_id):
+def padded_batch(data, indices, pad_id, multiple=1):
+    """``benchlib.pad_batch`` with the width rounded up to a multiple of ``multiple`` (as
+    ``fit_tagger`` pads under ``jit_compile``)."""
+    ids, mask, tags = benchlib.pad_batch(data["token_ids"], data["tag_ids"], indices, pad_id)
+    extra = -ids.shape[1] % multiple
+    if extra:
+        ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id)
+        mask = np.pad(mask, ((0, 0), (0, extra)))
+        tags = np.pad(tags, ((0, 0), (0, extra)))
+    return ids, mask, tags
+
+
+def plan_dataset(data, pad_id, multiple=1, plan=None):
     """A tf.data stream of the prepared batches, in plan order (as ``fit_tagger`` feeds fit)."""
     import tensorflow as tf
 
     def generate():
-        for indices in data["plan"]:
-            ids, mask, tags = benchlib.pad_batch(data["token_ids"], data["tag_ids"], indices, pad_id)
+        for indices in data["plan"] if plan is None else plan:
+            ids, mask, tags = padded_batch(data, indices, pad_id, multiple)
             yield {"token_ids": ids, "padding_mask": mask}, tags
 
     signature = ({"token_ids": tf.TensorSpec([None, None], tf.int32),
                   "padding_mask": tf.TensorSpec([None, None], tf.bool)},
                  tf.TensorSpec([None, None], tf.int32))
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
+
+
+def distinct_shape_plan(data, multiple):
+    """The first batch of each distinct padded ``(batch, width)`` shape of the plan, in plan order."""
+    seen, plan = set(), []
+    for indices in data["plan"]:
+        width = max(len(data["token_ids"][i]) for i in indices)
+        shape = (len(indices), -(-width // multiple) * multiple)
+        if shape not in seen:
+            seen.add(shape)
+            plan.append(indices)
+    return plan
+
+
+class CompileCounter:
+    """Counts XLA compilations on JAX (``jax.monitoring`` backend-compile events) and their seconds."""
+
+    def __init__(self):
+        self.count, self.seconds = 0, 0.0
+        import keras
+
+        if keras.backend.backend() == "jax":
+            import jax
+
+            jax.monitoring.register_event_duration_secs_listener(self._on_event)
+            self.active = True
+        else:
+            self.active = False
+
+    def _on_event(self, event, duration, **_):
+        if event.endswith("backend_compile_duration"):
+            self.count += 1
+            self.seconds += float(duration)
+
+    def snapshot(self):
+        return (self.count, self.seconds) if self.active else (None, None)
+
+
+def precompile(tagger, data, optimizer, pad_id, multiple):
+    """Runs the compiled train step once on each distinct batch shape of the plan, then restores
+    the weights and the optimizer state: the timed steps then compile nothing. Returns
+    ``{"shapes", "seconds"}``."""
+    plan = distinct_shape_plan(data, multiple)
+    optimizer.build(tagger.trainable_variables)
+    weights = tagger.get_weights()
+    state = [np.array(v.numpy()) for v in optimizer.variables]
+    start = time.perf_counter()
+    tagger.fit(plan_dataset(data, pad_id, multiple, plan), epochs=1, steps_per_epoch=len(plan),
+               verbose=0, shuffle=False)
+    seconds = time.perf_counter() - start
+    tagger.set_weights(weights)
+    for variable, value in zip(optimizer.variables, state):
+        variable.assign(value)
+    return {"shapes": len(plan), "seconds": seconds}
 
 
 def _timing_callback(timer, losses):
@@ -390,11 +456,29 @@ def _timing_callback(timer, losses):
     return Timing()
 
 
-def _train(tagger, data, steps, optimizer, pad_id, profile_dir=None):
-    """Runs ``steps`` fit steps over the plan; returns ``(timestamps, losses)``."""
+def _train(tagger, data, steps, optimizer, pad_id, profile_dir=None, jit_compile=False, multiple=1):
+    """Runs ``steps`` fit steps over the plan; returns ``(timestamps, losses, compile info)``.
+
+    With ``jit_compile`` the whole step is XLA-compiled (TensorFlow) or ``jax.jit``-compiled (JAX),
+    batch widths are padded to multiples of ``multiple`` and every distinct shape is compiled
+    before the timed steps (``precompile``); compile info is then ``{"shapes", "seconds",
+    "counted", "counted_s", "timed"}`` (``counted*``/``timed``: JAX compile events during the
+    warm-up and during the timed steps), else None.
+    """
     import tensorflow as tf
 
-    tagger.compile(optimizer=optimizer, jit_compile=False)
+    if jit_compile:
+        from tfner.training.xla import use_philox_dropout_under_xla
+
+        use_philox_dropout_under_xla()  # as fit_tagger does under jit_compile (TF; no-op on JAX)
+    tagger.compile(optimizer=optimizer, jit_compile=jit_compile)
+    if bool(tagger.jit_compile) != bool(jit_compile):
+        raise RuntimeError(f"jit_compile={jit_compile} requested but Keras set {tagger.jit_compile}")
+    compiled = None
+    if jit_compile:
+        counter = CompileCounter()
+        compiled = precompile(tagger, data, optimizer, pad_id, multiple)
+        compiled["counted"], compiled["counted_s"] = counter.snapshot()
     timer = benchlib.StepTimer()
     losses = []
     callbacks = [_timing_callback(timer, losses)]
@@ -402,10 +486,12 @@ def _train(tagger, data, steps, optimizer, pad_id, profile_dir=None):
         import keras
 
         callbacks.append(keras.callbacks.TensorBoard(str(profile_dir), profile_batch=(4, 6), write_graph=False))
-    dataset = plan_dataset(data, pad_id).take(steps)
+    dataset = plan_dataset(data, pad_id, multiple).take(steps)
     tagger.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
+    if compiled is not None and compiled["counted"] is not None:
+        compiled["timed"] = counter.snapshot()[0] - compiled["counted"]
     del tf
-    return timer.times, losses
+    return timer.times, losses, compiled
 
 
 def tracing_count(tagger):
@@ -438,17 +524,39 @@ def cmd_train(args):
     tagger.load_weights(str(work / "weights" / f"{args.model}-init.weights.h5"))
     build_s = time.perf_counter() - build_start
     optimizer = parity_optimizer(tagger, steps)
+    import keras
+
+    backend = keras.backend.backend()
+    multiple = args.pad_to_multiple or (16 if args.jit_compile else 1)
     with benchlib.LoadRecorder() as load:
         start = time.perf_counter()
-        times, _ = _train(tagger, data, steps, optimizer, tokenizer.pad_id, args.profile_dir)
+        times, _, compiled = _train(tagger, data, steps, optimizer, tokenizer.pad_id, args.profile_dir,
+                                    jit_compile=args.jit_compile, multiple=multiple)
         total_s = time.perf_counter() - start
     result = _throughput_result(data, times, args, hf_config, len(tagger.labels))
-    result.update(framework="tfner", model=args.model, tensorflow=tf.__version__, build_s=build_s,
-                  train_function_traces=tracing_count(tagger),
+    if compiled is not None:
+        # The precompile pass is the warm-up: the timed steps start from the initial weights.
+        result["warmup_s"] = compiled["seconds"] + result["warmup_s"]
+    if backend == "jax":
+        how = "Keras fit on the JAX backend (jax.jit-compiled train step)"
+    elif args.jit_compile:
+        how = "Keras fit (TF, jit_compile=True: the whole train step XLA-compiled)"
+    else:
+        how = "Keras fit (TF graph mode, jit_compile=False)"
+    padding = (f", batch widths padded to multiples of {multiple} and every distinct shape compiled before "
+               "the timed steps (warm-up s includes it)") if multiple > 1 or compiled else ""
+    versions = {"tensorflow": tf.__version__}
+    if backend == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    result.update(framework="tfner", model=args.model, backend=backend, jit_compile=bool(args.jit_compile),
+                  pad_to_multiple=multiple, compile=compiled, build_s=build_s,
+                  train_function_traces=tracing_count(tagger) if backend == "tensorflow" else None,
                   total_s=total_s, load=load.record(), peak_rss_mb=benchlib.peak_rss_mb(),
                   first_step_s=times[1] - times[0] if len(times) > 1 else None,
-                  notes="Keras fit (TF graph mode, jit_compile=False) over a tf.data stream of the plan's "
-                        "padded batches; optimizer = tfner.training.make_optimizer (GroupedAdamW).")
+                  notes=f"{how} over a tf.data stream of the plan's padded batches{padding}; optimizer = "
+                        "tfner.training.make_optimizer (GroupedAdamW).", **versions)
     benchlib.write_json(args.out, result)
 
 
@@ -492,7 +600,7 @@ def cmd_accuracy(args):
     optimizer = parity_optimizer(tagger, steps)
     with benchlib.LoadRecorder() as load:
         start = time.perf_counter()
-        times, losses = _train(tagger, train, steps, optimizer, tokenizer.pad_id)
+        times, losses, _ = _train(tagger, train, steps, optimizer, tokenizer.pad_id)
         train_s = time.perf_counter() - start
     predicted = predict_ids(tagger, test, tokenizer.pad_id)
     label_list = tagger.labels
@@ -836,6 +944,10 @@ def main(argv=None):
     p.add_argument("--window", type=int, default=5)
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--profile-dir", default=None)
+    p.add_argument("--jit-compile", action="store_true",
+                   help="XLA-compile the whole train step (on KERAS_BACKEND=jax: jax.jit)")
+    p.add_argument("--pad-to-multiple", type=int, default=None,
+                   help="pad batch widths to a multiple of this (default 16 with --jit-compile, else 1)")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("accuracy")

@@ -126,6 +126,25 @@ def test_subset_renumbers_the_plan():
     assert [p.tolist() for p in plan] == [[1, 0], [0]]
 
 
+def test_xla_variants_pad_widths_and_compile_each_shape_once():
+    """tfner-xla / tfner-jax: widths rounded up to the multiple; one warm-up batch per shape."""
+    tfner_side = _load("tfner_side")
+    data = {"token_ids": [np.arange(1, n + 1) for n in (3, 5, 17, 18, 2)],
+            "tag_ids": [np.zeros(n, np.int64) for n in (3, 5, 17, 18, 2)],
+            "plan": [np.array([0, 1]), np.array([2, 3]), np.array([1, 4]), np.array([3, 2]), np.array([4])]}
+    ids, mask, tags = tfner_side.padded_batch(data, [0, 1], 0, 16)
+    assert ids.shape == mask.shape == tags.shape == (2, 16)
+    assert mask.sum(axis=1).tolist() == [3, 5] and ids[0, 3:].tolist() == [0] * 13
+    assert tfner_side.padded_batch(data, [0, 1], 0, 1)[0].shape == (2, 5)
+    plan = tfner_side.distinct_shape_plan(data, 16)
+    assert [p.tolist() for p in plan] == [[0, 1], [2, 3], [4]]  # (2, 16), (2, 32), (1, 16)
+    run_all = _load("run_all")
+    labels = [v[0] for v in run_all.TRAIN_VARIANTS]
+    assert {"tfner", "tfner-xla", "tfner-jax"} <= set(labels)
+    assert all(v[1] != "tfner" for v in run_all.PEER_VARIANTS)
+    assert run_all.VARIANT_ENV["tfner-jax"]["KERAS_BACKEND"] == "jax"
+
+
 def _write_crf(work, k, ll_shift=0.0, path_change=None, pad_change=False):
     batch, length = 3, 5
     lengths = np.array([5, 2, 1], np.int32)

@@ -192,3 +192,25 @@ def test_growth_section_renders_rows_fit_and_stream():
     assert "## 5. Growth" in text and "Each N in a fresh process." in text
     assert "| 100 | 0.01 | 100 | 10,000 | 0.0 |" in text
     assert "t = 0.03 s + 4.30 µs × N" in text and "10% 100 MiB, 100% 101 MiB" in text
+
+
+def test_xla_jax_training_targets_use_the_best_variant_or_say_not_measured():
+    results = _results()
+    rows = {r[1]: r for r in report.target_rows(results)}
+    # Results from runs before the XLA / JAX variants existed: the target rows say so.
+    assert rows["tiny encoder, sequences/s vs torch, best tfner variant"][2:] == ["not measured yet", "–"]
+    assert any(r[0] == "training ≥ 1.2× legacy TF 2.15 (XLA / JAX)" for r in rows.values())
+    training = results["training"]
+    training["rows"].append({"model": "tiny", "framework": "tfner-xla",
+                             "sequences_per_s": _summary(180.0), "load": training["load"]})
+    training["rows"].append({"model": "tiny", "framework": "tfner-jax",
+                             "sequences_per_s": _summary(210.0), "load": training["load"]})
+    rows = {r[0] + "|" + r[1]: r for r in report.target_rows(results)}
+    row = rows["training ≥ 2× HF/PyTorch (XLA / JAX)|tiny encoder, sequences/s vs torch, best tfner variant: "
+               "`tfner-jax`"]
+    assert row[2:] == ["2.10×", "met"]
+    # No legacy-tf215 row in these results: still "not measured yet"; the old rows are unchanged.
+    assert rows["training ≥ 1.5× legacy TF 2.15 (XLA / JAX)|tiny encoder, sequences/s vs legacy-tf215, "
+                "best tfner variant"][2] == "not measured yet"
+    assert rows["training ≥ HF/PyTorch|tiny encoder, sequences/s vs torch"][2:] == ["1.20×", "met"]
+    assert "`tfner-xla` = tfner's fit" in report.render(results)
