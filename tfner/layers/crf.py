@@ -201,6 +201,12 @@ class CRFDecoder(keras.layers.Layer):
             ``[B, T]`` int32 tag ids; 0 at padded positions.
         """
         emissions, lengths, trans, start, end = self._prepare(emissions, mask)
+        # Tags carry no gradient: stop_gradient keeps JAX from differentiating the Viterbi loops
+        # inside a training step (under jax.value_and_grad it would linearise them: 0.78 s instead
+        # of 0.45 s per step of the tiny BERT-BiLSTM-CRF); TensorFlow never differentiated them.
+        emissions, trans, start, end = (
+            None if v is None else ops.stop_gradient(v) for v in (emissions, trans, start, end)
+        )
         tags, _ = crf_ops.crf_decode(emissions, trans, lengths, start, end)
         return tags
 
