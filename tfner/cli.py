@@ -173,7 +173,8 @@ def cmd_train(a):
     train, _ = split_long_sentences(train, a.max_length)
     config = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, max_steps=a.max_steps,
                          encoder_lr=a.encoder_lr, head_lr=a.head_lr, crf_lr=a.crf_lr, layer_decay=a.layer_decay,
-                         patience=a.patience, seed=a.seed, eval_max_length=a.max_length)
+                         patience=a.patience, seed=a.seed, eval_max_length=a.max_length,
+                         jit_compile=a.jit_compile, pad_to_multiple=a.pad_to_multiple)
     result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), dev, tokenizer, config, a.out,
                         overwrite=a.overwrite, strategy=strategy)
     final = f"{a.out}/final.keras"
@@ -380,6 +381,13 @@ def build_parser():
                         "multi-worker (cluster from $TF_CONFIG; the same command on every worker), "
                         "tpu ($TPU_NAME), data-parallel (KERAS_BACKEND=jax: all devices); "
                         "--batch-size is the global batch")
+    t.add_argument("--jit-compile", action="store_true",
+                   help="XLA-compile the whole training step (TensorFlow; on KERAS_BACKEND=jax the step is "
+                        "jax.jit-compiled). XLA compiles once per batch shape: batch widths are padded to "
+                        "multiples of --pad-to-multiple (default 16)")
+    t.add_argument("--pad-to-multiple", type=int, default=None,
+                   help="pad training batch widths to a multiple of this (default: 16 with --jit-compile, "
+                        "else each batch's longest sentence)")
     t.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="bf16: mixed precision (float32 weights, bfloat16 compute, CRF in float32); "
                         "fast on GPUs and CPUs with AVX512-BF16/AMX only")
