@@ -70,6 +70,9 @@ def target_rows(result) -> list:
         reference = reference_f1(result)
         if change is None:
             rows.append([target, measurement, "not measured yet", "–"])
+        elif result.get("quick"):
+            rows.append([target, measurement, f"{change:+.2f} points",
+                         "– (quick run: too few steps and test sentences to judge)"])
         elif reference is None or reference < MIN_REFERENCE_F1:
             rows.append([target, measurement, f"{change:+.2f} points",
                          f"– (float32 F1 {reference or 0:.1f}: too few steps to judge)"])

@@ -92,3 +92,10 @@ def test_section_renders_machine_tables_and_quick_label(tmp_path):
     assert "| tiny encoder | int8 | 6.4 (6.4–6.4) | 720 (720–720) | 1.25× | 1.20× | 99.5 | 4.1 |" in text
     assert "| tiny encoder | bf16 | 120 (120–120) | 1.20× | 5.1 | yes |" in text
     assert "| float32 | int8 | 44.55 | 50.00 | 40.00 | -0.45 | 99.00 |" in text
+
+
+def test_a_quick_run_is_reported_but_not_judged():
+    result = dict(_precision(), quick=True)
+    rows = report.target_rows({"precision": result})
+    row = next(r for r in rows if r[1].startswith("MSRA test F1, int8 export"))
+    assert row[1].endswith("(quick run)") and row[2] == "-0.45 points" and row[3].startswith("– (quick run")
