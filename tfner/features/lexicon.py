@@ -24,7 +24,10 @@ How tfner does it:
   word2vec file. :meth:`Lexicon.fit_to_corpus` keeps the words that occur in the training text
   and counts them with the paper's rule (a match inside a longer match does not count); words
   that never occur in the training text would only bring untrained vectors and are left out
-  (the number is logged).
+  (the number is logged), unless ``build_input_features(unseen_words="shared" | "class")`` keeps
+  them with a vector shared per word length or per lexicon class (jieba's part-of-speech tag:
+  ``nr`` person, ``ns`` place, ``nt`` organisation, ...), which ``own_min_count`` also gives to the
+  rare words of the training text so that those shared vectors are trained.
 - **Frequencies.** ``z(w) = 1 + count(w)`` (the +1 lets a word that only ever occurs inside a
   longer one still count a little).
 - **Word vectors.** Given (a word2vec file, e.g. Tencent or ctb.50d), else trained with gensim on
