@@ -1,22 +1,9 @@
 """BENCHMARKS.md generation from result JSON (no measurements run)."""
 
-import importlib.util
 import json
-import pathlib
-import sys
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-
-_spec = importlib.util.spec_from_file_location("bench_report", BENCH / "report.py")
-report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(report)
-
-
-def _summary(median, low=None, high=None):
-    low = median if low is None else low
-    high = median if high is None else high
-    return {"median": median, "min": low, "max": high, "n": 3, "spread": (high - low) / median}
+from .conftest import report
+from .conftest import summary as _summary
 
 
 MACHINE = {"cpu": "Test CPU", "logical_cpus": 2, "cpu_flags": ["avx2"], "memory_gib": 8.0,

@@ -1,23 +1,10 @@
 """BENCHMARKS.md section and target rows of the lower-precision benchmark (issue 12, target 4),
 rendered from a hand-made ``precision.json`` (no measurement run)."""
 
-import importlib.util
 import json
-import pathlib
-import sys
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-
-_spec = importlib.util.spec_from_file_location("bench_report_for_precision", BENCH / "report.py")
-report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(report)
-
-
-def _summary(median, low=None, high=None):
-    low = median if low is None else low
-    high = median if high is None else high
-    return {"median": median, "min": low, "max": high, "n": 3, "spread": (high - low) / median}
+from .conftest import report
+from .conftest import summary as _summary
 
 
 def _precision(quick=False):
