@@ -40,9 +40,9 @@ def eval_texts(msra_test):
     return ["".join(s.chars) for s in msra_test[:500]]
 
 
-@pytest.fixture(scope="session")
-def crf_run(msra_test, tmp_path_factory):
-    """``(tagger, run_dir)``: a char BiLSTM-CRF trained 40 steps, saved as run_dir/final.keras."""
+def train_tiny_crf(msra_test, run_dir, **build_options):
+    """``(tagger, fit result)``: a char BiLSTM-CRF (32 units, 32-dim embeddings, ``build_options``
+    added) trained 40 steps on MSRA test sentences 1000-2499 into ``run_dir``."""
     import keras
 
     from tfner.data import LabelVocabulary
@@ -56,12 +56,19 @@ def crf_run(msra_test, tmp_path_factory):
     tagger, tokenizer = build_tagger(
         "char-bilstm-crf", labels=labels.labels,
         vocabulary=CharTokenizer.from_vocab_file(vocab).vocabulary,
-        context_units=32, embedding_dim=32)
+        context_units=32, embedding_dim=32, **build_options)
     train, _ = split_long_sentences(msra_test[1000:2500], 64)
-    run_dir = tmp_path_factory.mktemp("crf_run")
     config = TrainConfig(epochs=1, max_steps=40, batch_size=32, head_lr=2e-2, crf_lr=5e-2,
                          warmup_fraction=0.0, patience=None, verbose=0)
-    fit_tagger(tagger, encode_corpus(train, tokenizer, labels), None, tokenizer, config, run_dir)
+    result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), None, tokenizer, config, run_dir)
+    return tagger, result
+
+
+@pytest.fixture(scope="session")
+def crf_run(msra_test, tmp_path_factory):
+    """``(tagger, run_dir)``: a char BiLSTM-CRF trained 40 steps, saved as run_dir/final.keras."""
+    run_dir = tmp_path_factory.mktemp("crf_run")
+    tagger, _ = train_tiny_crf(msra_test, run_dir)
     tagger.save(run_dir / "final.keras")
     return tagger, run_dir
 

@@ -17,7 +17,7 @@ from tfner.models.precision import (bf16_hardware, check_quantize, dtype_policy_
                                     quantization_of, quantize_tagger, quantized_layers,
                                     with_precision)
 
-from .conftest import LABEL_TYPES, SHARED, _need
+from .conftest import train_tiny_crf
 
 
 def _served_tags(version_dir, texts):
@@ -34,25 +34,7 @@ def _agreement(a, b):
 @pytest.fixture(scope="session")
 def bf16_run(msra_test, tmp_path_factory):
     """``(tagger, result)``: a char BiLSTM-CRF built and trained 40 steps in bf16 mixed precision."""
-    import keras
-
-    from tfner.data import LabelVocabulary
-    from tfner.models import build_tagger
-    from tfner.preprocessing import CharTokenizer, encode_corpus, split_long_sentences
-    from tfner.training import TrainConfig, fit_tagger
-
-    vocab = _need(SHARED / "encoders" / "tiny-bert-zh-L2-H128" / "vocab.txt")
-    keras.utils.set_random_seed(0)
-    labels = LabelVocabulary.from_types(LABEL_TYPES, "BIO")
-    tagger, tokenizer = build_tagger(
-        "char-bilstm-crf", labels=labels.labels, context_units=32, embedding_dim=32,
-        vocabulary=CharTokenizer.from_vocab_file(vocab).vocabulary, precision="bf16")
-    train, _ = split_long_sentences(msra_test[1000:2500], 64)
-    config = TrainConfig(epochs=1, max_steps=40, batch_size=32, head_lr=2e-2, crf_lr=5e-2,
-                         warmup_fraction=0.0, patience=None, verbose=0)
-    result = fit_tagger(tagger, encode_corpus(train, tokenizer, labels), None, tokenizer, config,
-                        tmp_path_factory.mktemp("bf16_run"))
-    return tagger, result
+    return train_tiny_crf(msra_test, tmp_path_factory.mktemp("bf16_run"), precision="bf16")
 
 
 # === The switch ===
