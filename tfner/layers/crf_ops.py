@@ -279,9 +279,10 @@ def get_implementation():
     return _implementation
 
 
-def _in_xla_context():
+def in_xla_context():
     """Whether the graph being built is XLA-compiled as a whole (inside a function with
-    ``jit_compile=True``, e.g. a Keras train step compiled with ``jit_compile=True``)."""
+    ``jit_compile=True``, e.g. a Keras train step compiled with ``jit_compile=True``); False
+    when executing eagerly. TensorFlow only (``tfner.training.xla`` asks it too)."""
     import tensorflow as tf
 
     if tf.executing_eagerly():
@@ -306,7 +307,7 @@ def _use_compiled(inputs):
 
     if tf.executing_eagerly():
         return False
-    return all(d is not None for d in inputs.shape) or _in_xla_context()
+    return all(d is not None for d in inputs.shape) or in_xla_context()
 
 
 def _use_jax_formulation():
@@ -341,7 +342,7 @@ def _compiled(fn):
     (a caller's ``jit_compile=True``), ``fn`` itself is returned: it is inlined there. Python arguments (``None`` boundary
     scores, strategy flags) are part of the trace key.
     """
-    if _in_xla_context():
+    if in_xla_context():
         # Already inside an XLA-compiled function (a train step with jit_compile=True): the
         # plain function is inlined and compiled with the rest of the caller's graph.
         return fn

@@ -39,13 +39,13 @@ def use_philox_dropout_under_xla() -> bool:
         return True
     import tensorflow as tf
     from keras.src.backend.tensorflow import random as tf_random
-    from tensorflow.python.ops import control_flow_util
+
+    from tfner.layers.crf_ops import in_xla_context
 
     original = tf_random.dropout
 
     def dropout(inputs, rate, noise_shape=None, seed=None):
-        if rate in (0.0, 1.0) or tf.executing_eagerly() or not control_flow_util.GraphOrParentsInXlaContext(
-                tf.compat.v1.get_default_graph()):
+        if rate in (0.0, 1.0) or not in_xla_context():
             return original(inputs, rate, noise_shape=noise_shape, seed=seed)
         seed = tf_random._cast_seed(tf_random.draw_seed(seed))
         noise_shape = tf_random._get_concrete_noise_shape(inputs, noise_shape)
