@@ -122,8 +122,7 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
     """
     import tensorflow as tf
 
-    from tfner.export.serving import (DEFAULT_MAX_BATCH_WINDOWS, export_info_json,
-                                      serving_module)
+    from tfner.export.serving import DEFAULT_MAX_BATCH_WINDOWS, serving_module
     from tfner.preprocessing.windows import DEFAULT_PUNCTUATION
 
     from tfner.models.precision import (check_quantize, dtype_policy_name, quantize_tagger,
@@ -155,9 +154,7 @@ def export_saved_model(tagger, out_dir, version=None, window=None, overlap=None,
         (staging / "labels.txt").write_text("".join(f"{label}\n" for label in module.labels),
                                             encoding="utf-8")
         tagger.tokenizer().save_vocabulary(staging / "vocab.txt")
-        info = json.loads(export_info_json(module))
-        info["precision"] = tagger_precision(tagger)
-        info["quantize"] = quantize
+        info = dict(module.export_info(), precision=tagger_precision(tagger), quantize=quantize)
         (staging / "tfner.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n",
                                             encoding="utf-8")
         module.assets = [tf.saved_model.Asset(str(staging / name))

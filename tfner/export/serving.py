@@ -58,7 +58,6 @@ recursions run as compiled loops instead of one graph-executor step per time ste
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -449,7 +448,3 @@ def serving_module(tagger, **kwargs):
 
         return SpanServingModule(tagger, **kwargs)
     return TaggerServingModule(tagger, **kwargs)
-
-
-def export_info_json(module) -> str:
-    return json.dumps(module.export_info(), ensure_ascii=False, indent=2)
