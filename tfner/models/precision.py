@@ -93,8 +93,7 @@ def drop_input_quantizers(model):
 
 def quantization_of(model):
     """``"int8"``, ``"int8-weights"`` or None: how a model's layers are quantized."""
-    layers = [layer for layer in model._flatten_layers(include_self=False)
-              if getattr(layer, "quantization_mode", None) and len(list(layer._flatten_layers())) == 1]
+    layers = _quantized_leaves(model)
     if not layers:
         return None
     mode = layers[0].quantization_mode
@@ -188,7 +187,12 @@ def tagger_precision(tagger) -> str:
 
 def quantized_layers(model) -> list:
     """Paths of the model's layers that hold quantized weights (in model order)."""
-    return [layer.path for layer in model._flatten_layers(include_self=False)
+    return [layer.path for layer in _quantized_leaves(model)]
+
+
+def _quantized_leaves(model) -> list:
+    """The model's leaf layers (no sub-layers) that hold quantized weights, in model order."""
+    return [layer for layer in model._flatten_layers(include_self=False)
             if getattr(layer, "quantization_mode", None)  # resolves a DTypePolicyMap (keras-hub)
             and len(list(layer._flatten_layers())) == 1]
 
