@@ -91,6 +91,18 @@ def drop_input_quantizers(model):
             layer.inputs_quantizer = None
 
 
+def quantize_in_place(model, mode, filters=None):
+    """Keras ``Model.quantize(mode)`` on ``model`` itself (only the layers ``filters`` accepts,
+    if given); ``"int8-weights"`` is ``"int8"`` without input quantizers
+    (``drop_input_quantizers``). Layers Keras cannot quantize (LSTM cells, layer norms, the CRF,
+    ...) are skipped silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each layer Keras cannot quantize warns
+        model.quantize("int8" if mode == "int8-weights" else mode, filters=filters)
+    if mode == "int8-weights":
+        drop_input_quantizers(model)
+
+
 def quantization_of(model):
     """``"int8"``, ``"int8-weights"`` or None: how a model's layers are quantized."""
     layers = _quantized_leaves(model)
@@ -259,12 +271,7 @@ def quantize_tagger(tagger, mode="int8", *, copy=True):
         raise ValueError(f"{tagger.name} is already quantized ({len(quantized_layers(tagger))} "
                          "layers)")
     target = with_precision(tagger, tagger_precision(tagger)) if copy else tagger
-    with warnings.catch_warnings():
-        # Layers without int8 kernels (LSTM cells, layer norms, the CRF, ...) each warn.
-        warnings.simplefilter("ignore")
-        target.quantize("int8")
-    if mode == "int8-weights":
-        drop_input_quantizers(target)
+    quantize_in_place(target, mode)
     done = quantized_layers(target)
     if not done:
         raise ValueError(f"{tagger.name} has no layer Keras can quantize to int8 "

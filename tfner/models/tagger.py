@@ -204,21 +204,14 @@ class NERTagger(keras.Model):
     def _requantize(self, quantized):
         """Quantizes the layers a saved quantized tagger had quantized (those whose own config did
         not already bring it back, e.g. the emission layer), so that its weights load."""
-        import warnings
+        from tfner.models.precision import quantize_in_place
 
         paths = set(quantized.get("layers", []))
 
         def wanted(layer):
             return layer.path in paths and not getattr(layer, "_is_quantized", False)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.quantize("int8" if quantized["mode"] == "int8-weights" else quantized["mode"],
-                          filters=wanted)
-        if quantized["mode"] == "int8-weights":
-            from tfner.models.precision import drop_input_quantizers
-
-            drop_input_quantizers(self)
+        quantize_in_place(self, quantized["mode"], filters=wanted)
 
     # --- training -------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
