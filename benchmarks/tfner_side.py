@@ -357,8 +357,10 @@ def cmd_crf(args):
 def padded_batch(data, indices, pad_id, multiple=1):
     """``benchlib.pad_batch`` with the width rounded up to a multiple of ``multiple`` (as
     ``fit_tagger`` pads under ``jit_compile``)."""
+    from tfner.training.trainer import padded_width
+
     ids, mask, tags = benchlib.pad_batch(data["token_ids"], data["tag_ids"], indices, pad_id)
-    extra = -ids.shape[1] % multiple
+    extra = padded_width(ids.shape[1], multiple) - ids.shape[1]
     if extra:
         ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id)
         mask = np.pad(mask, ((0, 0), (0, extra)))
@@ -383,10 +385,11 @@ def plan_dataset(data, pad_id, multiple=1, plan=None):
 
 def distinct_shape_plan(data, multiple):
     """The first batch of each distinct padded ``(batch, width)`` shape of the plan, in plan order."""
+    from tfner.training.trainer import padded_width
+
     seen, plan = set(), []
     for indices in data["plan"]:
-        width = max(len(data["token_ids"][i]) for i in indices)
-        shape = (len(indices), -(-width // multiple) * multiple)
+        shape = (len(indices), padded_width(max(len(data["token_ids"][i]) for i in indices), multiple))
         if shape not in seen:
             seen.add(shape)
             plan.append(indices)
