@@ -530,7 +530,9 @@ def cmd_train(args):
     import keras
 
     backend = keras.backend.backend()
-    multiple = args.pad_to_multiple or (16 if args.jit_compile else 1)
+    from tfner.training.trainer import DEFAULT_JIT_PAD_MULTIPLE
+
+    multiple = args.pad_to_multiple or (DEFAULT_JIT_PAD_MULTIPLE if args.jit_compile else 1)
     with benchlib.LoadRecorder() as load:
         start = time.perf_counter()
         times, _, compiled = _train(tagger, data, steps, optimizer, tokenizer.pad_id, args.profile_dir,
