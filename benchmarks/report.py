@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -604,7 +605,7 @@ def xla_training_rows(results) -> list:
     runs = [r for r in (results.get("history") or {}).get("training", []) if r.get("mode") == "full"]
     for model, peer, factor in XLA_TRAINING_TARGETS:
         target = f"training ≥ {factor:g}× {PEER_NAMES[peer]} (XLA / JAX)"
-        encoder = {"tiny": "tiny encoder", "base": "BERT-base-sized encoder"}[model]
+        encoder = report_precision.MODELS[model]
         measurement = f"{encoder}, sequences/s vs {peer}, best tfner variant"
         ratio, variant = best_tfner_ratio(training, model, peer)
         if ratio is None:
@@ -612,10 +613,8 @@ def xla_training_rows(results) -> list:
             continue
         measured = [x for x in (best_tfner_ratio(run, model, peer) for run in runs) if x[0] is not None]
         if len(measured) > 1:
-            ordered = sorted(x[0] for x in measured)
-            n = len(ordered)
-            ratio = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-            measurement += (f" ({n} full runs: "
+            ratio = statistics.median(x[0] for x in measured)
+            measurement += (f" ({len(measured)} full runs: "
                             + ", ".join(f"{fmt_ratio(r)} `{v}`" for r, v in measured) + ")")
         else:
             measurement += f": `{variant}`"
@@ -639,12 +638,11 @@ def target_rows(results) -> list:
             if ratio is None:
                 continue
             target = "training ≥ HF/PyTorch" if peer.startswith("torch") else "training vs legacy TF (no target)"
-            encoder = {"tiny": "tiny encoder", "base": "BERT-base-sized encoder"}[model]
+            encoder = report_precision.MODELS[model]
             measurement = f"{encoder}, sequences/s vs {peer}"
             ratios = [x for x in (training_ratio(run, model, peer)[0] for run in runs) if x is not None]
             if len(ratios) > 1:
-                middle = sorted(ratios)[len(ratios) // 2] if len(ratios) % 2 else \
-                    sum(sorted(ratios)[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
+                middle = statistics.median(ratios)
                 low, high = min(ratios), max(ratios)
                 spread = {"min": low, "max": high}
                 rows.append([target, f"{measurement} ({len(ratios)} full runs: "
