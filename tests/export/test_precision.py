@@ -9,9 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tfner.export import export_saved_model, load_tagger, read_export_info
+from tfner.export import TextPredictor, export_saved_model, load_tagger, read_export_info
 from tfner.models import predict_tags
 from tfner.models.precision import (bf16_hardware, check_quantize, dtype_policy_name,
                                     quantization_of, quantize_tagger, quantized_layers,
@@ -21,9 +20,7 @@ from .conftest import train_tiny_crf
 
 
 def _served_tags(version_dir, texts):
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    out = serve(text=tf.constant(texts))
-    return [[t.decode() for t in row[:n]] for row, n in zip(out["tags"].numpy(), out["length"].numpy())]
+    return [result["tags"] for result in TextPredictor(str(version_dir))(texts)]
 
 
 def _agreement(a, b):
