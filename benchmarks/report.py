@@ -415,7 +415,21 @@ def breakdown_intro(breakdown):
             "the same function without it (forward direction over the padded batch, backward "
             "direction over each row reversed within its length), which takes PyTorch's fused oneDNN "
             "LSTM. `legacy-tf215`: TFBertModel, `tf.keras` 2.15 BiLSTM, tfa's CRF; its training step "
-            "uses one learning rate and Keras' per-variable clipnorm (tfner: per-group rates).")
+            "uses one learning rate and Keras' per-variable clipnorm (tfner: per-group rates)."
+            + compiled_breakdown_note(breakdown))
+
+
+def compiled_breakdown_note(breakdown):
+    """The sentence on the compiled tfner columns of the breakdown (their batch is padded wider)."""
+    compiled = {f: b for f, b in breakdown.items() if b.get("jit_compile")}
+    if not compiled:
+        return ""
+    described = ", ".join(f"`{f}` ({b.get('backend', '?')}, {b['batch_shape'][0]}×{b['batch_shape'][1]})"
+                          for f, b in sorted(compiled.items()))
+    return (f" Compiled columns {described}: every part and the training step XLA-compiled "
+            "(`tf.function(jit_compile=True)`; JAX: `jax.jit`), on the same batch padded to a multiple of "
+            "16 characters as compiled training pads it: their ratio below 1 means compiling makes that "
+            "part faster.")
 
 
 def section_inference(result) -> list:

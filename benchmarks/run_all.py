@@ -359,9 +359,9 @@ def measure_training(runner, mode, matmul, models=None):
         notes.append("No matmul ceiling in this run: MFU not computed (run with --only matmul,training).")
     breakdown = {}
     profile = MODES[mode]["profile"]
-    for framework, env_name, variant_args in (TRAIN_VARIANTS[0],) + PEER_VARIANTS:
+    for framework, env_name, variant_args in TRAIN_VARIANTS:
         out = runner.work / f"profile_{framework}_tiny.json"
-        extra = torch_env() if env_name == "torch" else {}
+        extra = torch_env() if env_name == "torch" else dict(VARIANT_ENV.get(framework, {}))
         if runner.run(f"profile-{framework}-tiny", env_name, ["profile", "--model", "tiny", "--out", str(out)]
                       + flags(profile) + variant_args, extra):
             breakdown[framework] = benchlib.read_json(out)

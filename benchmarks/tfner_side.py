@@ -324,14 +324,6 @@ def crf_inputs(num_tags, batch=64, max_len=128, seed=0):
     }
 
 
-def time_calls(fn, args, rounds, calls, warmup=3):
-    """Milliseconds per call of ``fn(*args)`` (results fetched), one value per round."""
-    import tensorflow as tf
-
-    return benchlib.time_rounds(lambda: fn(*args), rounds, calls, warmup,
-                                sync=lambda out: tf.nest.map_structure(lambda t: t.numpy(), out))
-
-
 def cmd_crf(args):
     import tensorflow as tf
 
@@ -757,60 +749,104 @@ def profile_batch(data, pad_id, width=None):
 
 
 def cmd_profile(args):
-    """Forward+backward time of each part of the tagger on one typical batch (graph mode)."""
-    import tensorflow as tf
+    """Forward+backward time of each part of the tagger on one typical batch.
 
+    Default: TF graph mode (``tf.function``). ``--jit-compile``: every part XLA-compiled
+    (``tf.function(jit_compile=True)``; on ``KERAS_BACKEND=jax``: ``jax.jit`` of ``jax.value_and_grad``),
+    the batch padded to a multiple of ``--pad-to-multiple`` as the compiled training pads it, and
+    the training step compiled like ``fit``'s: the breakdown of the ``tfner-xla`` / ``tfner-jax``
+    training rows.
+    """
+    import keras
+    from keras import ops
+
+    from tfner.training.trainer import DEFAULT_JIT_PAD_MULTIPLE, padded_width
+
+    backend = keras.backend.backend()
+    jit = bool(args.jit_compile)
     work = pathlib.Path(args.work)
     data = benchlib.load_batches(work / "data" / "throughput.npz")
     tagger, tokenizer, _ = build_model(args.model)
     tagger.load_weights(str(work / "weights" / f"{args.model}-init.weights.h5"))
     ids, mask, tags = profile_batch(data, tokenizer.pad_id, args.width)
-    ids, mask, tags = tf.constant(ids), tf.constant(mask), tf.constant(tags)
+    if jit:
+        from tfner.training.xla import use_philox_dropout_under_xla
+
+        use_philox_dropout_under_xla()  # as fit_tagger does under jit_compile (TF; no-op on JAX)
+        extra = padded_width(ids.shape[1], args.pad_to_multiple or DEFAULT_JIT_PAD_MULTIPLE) - ids.shape[1]
+        ids = np.pad(ids, [(0, 0), (0, extra)], constant_values=tokenizer.pad_id)
+        mask, tags = np.pad(mask, [(0, 0), (0, extra)]), np.pad(tags, [(0, 0), (0, extra)])
     rng = np.random.default_rng(0)
     hidden = tagger.representation.hidden_dim
-    context_in = tf.constant(rng.normal(size=(*ids.shape, hidden)).astype("float32"))
-    emissions = tf.constant(rng.normal(size=(*ids.shape, len(tagger.labels))).astype("float32"))
+    context_in = rng.normal(size=(*ids.shape, hidden)).astype("float32")
+    emissions = rng.normal(size=(*ids.shape, len(tagger.labels))).astype("float32")
+    ids, mask, tags, context_in, emissions = (ops.convert_to_tensor(a) for a in (ids, mask, tags, context_in,
+                                                                                 emissions))
     encoder, context, crf = tagger.representation, tagger.get_layer("context"), tagger.decoder_layer
 
-    def fwd_bwd(fn, variables, watch=None):
-        @tf.function(reduce_retracing=True)
-        def step():
-            with tf.GradientTape() as tape:
-                if watch is not None:
-                    tape.watch(watch)
-                loss = fn()
-            targets = list(variables) + ([watch] if watch is not None else [])
-            grads = tape.gradient(loss, targets)
-            return loss, [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
-        return step
+    if backend == "jax":
+        import jax
 
+        def fwd_bwd(fn, variables, watch=None):
+            variables = list(variables)
+
+            def loss(values, w):
+                with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                    return fn(w)
+
+            grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1) if watch is not None else 0))
+            values = [v.value for v in variables]
+            return lambda: grad(values, watch)
+
+        def forward(fn):
+            return jax.jit(fn)
+
+        def sync(out):
+            return jax.block_until_ready(out)
+    else:
+        import tensorflow as tf
+
+        def fwd_bwd(fn, variables, watch=None):
+            @tf.function(reduce_retracing=True, jit_compile=jit)
+            def step():
+                with tf.GradientTape() as tape:
+                    if watch is not None:
+                        tape.watch(watch)
+                    loss = fn(watch)
+                targets = list(variables) + ([watch] if watch is not None else [])
+                grads = tape.gradient(loss, targets)
+                return loss, [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+            return step
+
+        def forward(fn):
+            return tf.function(fn, jit_compile=jit)
+
+        def sync(out):
+            return tf.nest.map_structure(lambda t: t.numpy(), out)
+
+    x = {"token_ids": ids, "padding_mask": mask}
     parts = {
-        "encoder_fwd_bwd": fwd_bwd(lambda: tf.reduce_sum(encoder(ids, mask, training=True) ** 2),
+        "encoder_fwd_bwd": fwd_bwd(lambda w: ops.sum(encoder(ids, mask, training=True) ** 2),
                                    encoder.trainable_variables),
-        "bilstm_fwd_bwd": fwd_bwd(lambda: tf.reduce_sum(context(context_in, mask=mask, training=True) ** 2),
+        "bilstm_fwd_bwd": fwd_bwd(lambda w: ops.sum(context(w, mask=mask, training=True) ** 2),
                                   context.trainable_variables, context_in),
-        "crf_loss_fwd_bwd": fwd_bwd(lambda: crf.loss(emissions, tags, mask), crf.trainable_variables, emissions),
-        "crf_decode": tf.function(lambda: crf(emissions, mask=mask)),
-        "model_fwd_bwd": fwd_bwd(
-            lambda: tagger.compute_loss({"token_ids": ids, "padding_mask": mask}, tags,
-                                        tagger({"token_ids": ids, "padding_mask": mask}, training=True)),
-            tagger.trainable_variables),
+        "crf_loss_fwd_bwd": fwd_bwd(lambda w: crf.loss(w, tags, mask), crf.trainable_variables, emissions),
+        "crf_decode": forward(lambda: crf(emissions, mask=mask)),
+        "model_fwd_bwd": fwd_bwd(lambda w: tagger.compute_loss(x, tags, tagger(x, training=True)),
+                                 tagger.trainable_variables),
     }
     # The same network without the Viterbi output: shows whether training pays for decoding.
-    import keras
-
     to_emissions = keras.Model(tagger.inputs, tagger.get_layer("emissions").output)
-    parts["model_fwd_bwd_no_viterbi"] = fwd_bwd(
-        lambda: crf.loss(to_emissions({"token_ids": ids, "padding_mask": mask}, training=True), tags, mask),
-        tagger.trainable_variables)
-    tagger.compile(optimizer=parity_optimizer(tagger, 1000), jit_compile=False)
-    x = {"token_ids": ids, "padding_mask": mask}
+    parts["model_fwd_bwd_no_viterbi"] = fwd_bwd(lambda w: crf.loss(to_emissions(x, training=True), tags, mask),
+                                                tagger.trainable_variables)
+    tagger.compile(optimizer=parity_optimizer(tagger, 1000), jit_compile=jit)
     results = {}
     with benchlib.LoadRecorder() as load:
         for name, fn in parts.items():
-            results[name] = time_calls(lambda: fn(), (), args.rounds, args.calls)
+            results[name] = benchlib.time_rounds(fn, args.rounds, args.calls, sync=sync)
         results["fit_step"] = benchlib.time_rounds(lambda: tagger.train_on_batch(x, tags), args.rounds, args.calls)
     benchlib.write_json(args.out, {"framework": "tfner", "model": args.model, "batch_shape": list(ids.shape),
+                                   "backend": backend, "jit_compile": jit,
                                    "ms": {k: benchlib.summarize(v) for k, v in results.items()},
                                    "load": load.record()})
 
@@ -975,6 +1011,11 @@ def main(argv=None):
     p = sub.add_parser("profile")
     p.add_argument("--model", choices=sorted(MODELS), required=True)
     p.add_argument("--width", type=int, default=None)
+    p.add_argument("--jit-compile", action="store_true",
+                   help="every part XLA-compiled (on KERAS_BACKEND=jax: jax.jit), the batch padded as the "
+                        "compiled training pads it")
+    p.add_argument("--pad-to-multiple", type=int, default=None,
+                   help="with --jit-compile: pad the batch width to a multiple of this (default 16)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=5)
     p.add_argument("--out", required=True)
