@@ -96,6 +96,10 @@ class MsraArgs:
     own_min_count: int = dataclasses.field(
         default=1, metadata={"help": "with --unseen-words shared/class: training-text words counted fewer "
                                      "times share those vectors too (1: all have their own)"})
+    lexicon_word_dropout: float = dataclasses.field(
+        default=0.0, metadata={"help": "with --unseen-words shared/class: in training, a word with its own vector "
+                                       "uses its shared vector with this probability (a tfner addition, not "
+                                       "in Ma et al. 2020)"})
     feature_dim: int = dataclasses.field(default=50, metadata={"help": "bigram / lexicon vector size"})
     max_word_length: int = dataclasses.field(default=6, metadata={"help": "longest lexicon word matched"})
     bigram_min_count: int = dataclasses.field(
@@ -302,7 +306,7 @@ class _FeatureSource:
 
         layers, info = build_input_features(
             self.train, tokenizer, self.names, lexicon=self.lexicon, unseen_words=self.args.unseen_words,
-            own_min_count=self.args.own_min_count,
+            own_min_count=self.args.own_min_count, word_dropout=self.args.lexicon_word_dropout,
             word_vectors=self.word_vectors, bigram_vectors=self.bigram_vectors, dim=self.args.feature_dim,
             max_word_length=self.args.max_word_length, bigram_min_count=self.args.bigram_min_count,
             seed=self.args.seed)

@@ -40,6 +40,8 @@ def summarize(root):
                 arg_text += f", lexicon={args.get('lexicon', 'jieba')}, max_word_length={args.get('max_word_length', 6)}, unseen_words={args.get('unseen_words', 'drop')}"
                 if args.get("own_min_count", 1) != 1:
                     arg_text += f", own_min_count={args['own_min_count']}"
+                if args.get("lexicon_word_dropout", 0):
+                    arg_text += f", lexicon_word_dropout={args['lexicon_word_dropout']}"
             arg_text += f", feature_dim={args.get('feature_dim', 50)}"
             if "bigram" in args["features"]:
                 arg_text += f", bigram_min_count={args.get('bigram_min_count', 1)}"

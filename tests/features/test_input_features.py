@@ -271,6 +271,47 @@ def test_unseen_and_rare_words_share_one_vector_per_class(tmp_path):
                              train_vectors_if_missing=False)
 
 
+def test_word_dropout_swaps_own_vectors_for_shared_ones_in_training_only(tmp_path):
+    # lexicon word dropout: in a training call a word with its own row uses its class row with
+    # probability word_dropout; inference (and so the export) never does.
+    from tfner.features import Lexicon, build_input_features
+
+    tokenizer = _tokenizer()
+    lexicon_file = tmp_path / "words.txt"
+    lexicon_file.write_text("北京 5 ns\n大学 9 n\n南京 3 ns\n人民 7 n\n", encoding="utf-8")
+    texts = ["北京大学", "北京大学"]
+    common = dict(lexicon=str(lexicon_file), dim=3, max_word_length=4, unseen_words="class",
+                  train_vectors_if_missing=False)
+    (layer,), info = build_input_features(texts, tokenizer, ["softlexicon"], word_dropout=1.0, **common)
+    assert info["softlexicon"]["word_dropout"] == 1.0
+    layer.build()
+    rows = dict(zip(layer.words, np.asarray(layer.word_row)[1:].tolist()))
+    shared = dict(zip(layer.words, np.asarray(layer.shared_row)[1:].tolist()))
+    assert rows["北京"] > 2 and rows["大学"] > 2 and shared == {"北京": 2, "大学": 1, "南京": 2, "人民": 1}
+    ids = tokenizer.encode("北京大学")[None]
+    mask = np.ones_like(ids, bool)
+    table = np.asarray(layer.embeddings)
+    inference = np.asarray(layer(ids, mask))
+    np.testing.assert_allclose(inference[0, 0, :3], 4 * table[rows["北京"]], rtol=1e-6)
+    trained = np.asarray(layer(ids, mask, training=True))
+    np.testing.assert_allclose(trained[0, 0, :3], 4 * table[2], rtol=1e-6)  # 北: B of 北京, its ns row
+    np.testing.assert_allclose(trained[0, 2, :3], 4 * table[1], rtol=1e-6)  # 大: B of 大学, its n row
+    (half,), _ = build_input_features(texts * 200, tokenizer, ["softlexicon"], word_dropout=0.5, **common)
+    long_ids = tokenizer.encode("北京大学" * 200)[None]
+    b_slot = np.asarray(half(long_ids, np.ones_like(long_ids, bool), training=True))[0, ::4, :3]
+    swapped = np.isclose(b_slot, 4 * np.asarray(half.embeddings)[2]).all(-1).mean()
+    assert 0.4 < swapped < 0.6  # 200 draws at p = 0.5
+    restored = type(layer).from_config(layer.get_config())
+    restored.build()
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(np.asarray(restored(ids, mask)), inference, rtol=1e-6)
+    with pytest.raises(ValueError, match="unseen_words='drop'"):
+        build_input_features(texts, tokenizer, ["softlexicon"], word_dropout=0.2,
+                             **dict(common, unseen_words="drop"))
+    with pytest.raises(ValueError, match="shared rows"):
+        type(layer)(10, 3, 2, word_dropout=0.2)
+
+
 def test_initial_vectors_from_a_file_from_keyed_vectors_trained_or_none(tmp_path):
     # build_input_features takes both features' vectors the same way: a word2vec file path is
     # loaded, KeyedVectors are used as given, none -> gensim on the training text, or random.

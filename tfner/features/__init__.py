@@ -50,7 +50,8 @@ def parse_features(spec):
 
 def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"), *, lexicon="jieba",
                          word_vectors=None, bigram_vectors=None, dim=50, max_word_length=6,
-                         bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, unseen_words="drop", own_min_count=1, seed=0):
+                         bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, unseen_words="drop", own_min_count=1,
+                         word_dropout=0.0, seed=0):
     """The feature layers for a training corpus.
 
     Args:
@@ -68,6 +69,9 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
         own_min_count: with ``"shared"``/``"class"``, training-text words counted fewer times
             than this share those vectors too, which trains them (the words of the training
             text otherwise never use them); 1: every training-text word has its own vector.
+        word_dropout: with ``"shared"``/``"class"``, the probability that a word with its own vector
+            uses its shared vector instead in a training step (``SoftLexiconEmbedding``'s
+            ``word_dropout``; a tfner addition, not in Ma et al. 2020).
         word_vectors, bigram_vectors: word2vec files (or ``KeyedVectors``) for initial vectors;
             default: trained with gensim on ``sentences`` (``train_vectors_if_missing``).
         dim: vector size of both features (SoftLexicon adds ``4 * dim``).
@@ -93,6 +97,9 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
         texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in sentences]
         if unseen_words not in ("drop", "shared", "class"):
             raise ValueError(f"unseen_words must be 'drop', 'shared' or 'class', got {unseen_words!r}")
+        if word_dropout and unseen_words == "drop":
+            raise ValueError("word_dropout swaps in the shared vectors of unseen_words='shared' or 'class'; "
+                             "with unseen_words='drop' there are none")
         if unseen_words == "class" and not source.classes:
             raise ValueError(f"unseen_words='class' needs a lexicon with word classes (jieba's dictionary, "
                              f"or a word list with 'word count class' lines); {source.source} has none")
@@ -108,13 +115,14 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
                                    train_vectors_if_missing)
         layer = SoftLexiconEmbedding.from_lexicon(fitted, tokenizer, embedding_dim=dim,
                                                   max_word_length=max_word_length, vectors=vectors, seed=seed,
-                                                  own_vectors=own,
+                                                  own_vectors=own, word_dropout=word_dropout,
                                                   share_by="class" if unseen_words == "class" else "length")
         layers.append(layer)
         info["softlexicon"] = {"lexicon": source.source, "lexicon_words": len(source),
                                "words_in_training_text": in_training_text, "words_used": layer.num_words,
                                "max_word_length": max_word_length, "dim": dim, "unseen_words": unseen_words,
-                               "own_min_count": own_min_count, "own_vectors": None if own is None else len(own),
+                               "own_min_count": own_min_count, "word_dropout": word_dropout,
+                               "own_vectors": None if own is None else len(own),
                                "vectors": _describe(word_vectors, vectors)}
     return layers, info
 

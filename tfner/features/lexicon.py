@@ -314,6 +314,11 @@ class SoftLexiconEmbedding(keras.layers.Layer):
         trainable_embeddings: fine-tune the word vectors.
         num_rows: rows of the vector table when words share rows (``from_lexicon(...,
             own_vectors=...)``): word ``i`` uses row ``word_row[i]``; 0 = one row per word.
+        word_dropout: in training only, each matched word that has a vector of its own uses its
+            shared row (its class or length row) instead with this probability, so the model
+            learns to read the shared rows that words unseen in training get at test time (a tfner
+            addition, not in Ma et al. 2020). Needs ``num_rows``.
+        dropout_seed: seed of ``word_dropout``'s random draws.
 
     Example:
     >>> from tfner.preprocessing import CharTokenizer
@@ -329,8 +334,14 @@ class SoftLexiconEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, vocabulary_size, num_edges, num_words, embedding_dim=50, max_word_length=6,
-                 key_dtype="int32", alphabet_size=0, trainable_embeddings=True, num_rows=0, **kwargs):
+                 key_dtype="int32", alphabet_size=0, trainable_embeddings=True, num_rows=0, word_dropout=0.0,
+                 dropout_seed=None, **kwargs):
         super().__init__(**kwargs)
+        if not 0.0 <= float(word_dropout) <= 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout!r}")
+        if word_dropout and not num_rows:
+            raise ValueError("word_dropout replaces a word's own vector by its shared row: it needs shared "
+                             "rows (from_lexicon(..., own_vectors=...), i.e. unseen_words='shared' or 'class')")
         if key_dtype not in ("int32", "int64"):
             raise ValueError(f"key_dtype must be 'int32' or 'int64', got {key_dtype!r}")
         self.vocabulary_size = int(vocabulary_size)
@@ -342,6 +353,9 @@ class SoftLexiconEmbedding(keras.layers.Layer):
         self.alphabet_size = int(alphabet_size)
         self.trainable_embeddings = bool(trainable_embeddings)
         self.num_rows = int(num_rows)
+        self.word_dropout = float(word_dropout)
+        self.dropout_seed = dropout_seed
+        self.seed_generator = keras.random.SeedGenerator(dropout_seed) if self.word_dropout else None
         self.slots = softlexicon_slots(self.max_word_length)
         set_of_slot = np.zeros((len(self.slots), 4), dtype="float32")
         for s, (_, _, which) in enumerate(self.slots):
@@ -353,7 +367,7 @@ class SoftLexiconEmbedding(keras.layers.Layer):
     @classmethod
     def from_lexicon(cls, lexicon, tokenizer, *, embedding_dim=50, max_word_length=6, vectors=None,
                      trainable_embeddings=True, own_vectors=None, share_by="length", seed=0,
-                     name="softlexicon", **kwargs):
+                     word_dropout=0.0, name="softlexicon", **kwargs):
         """A layer for ``lexicon`` over ``tokenizer``'s character ids.
 
         Args:
@@ -371,7 +385,8 @@ class SoftLexiconEmbedding(keras.layers.Layer):
                 or ``"class"`` (one per ``lexicon.classes`` entry, e.g. jieba's part-of-speech tag,
                 so a person name the training text never had still reads "a lexicon word of class
                 nr covers this character"; words without a class share one more row).
-            seed: seed of the random rows.
+            seed: seed of the random rows (and of ``word_dropout``).
+            word_dropout: see the class docstring (needs ``own_vectors``).
         """
         words, sequences = _word_ids(lexicon, tokenizer, max_word_length)
         if not words:
@@ -391,18 +406,21 @@ class SoftLexiconEmbedding(keras.layers.Layer):
                 shared = {name: row for row, name in enumerate(names + [""], 1)}
                 group = lambda w: lexicon.classes.get(w, "")  # noqa: E731
             next_row = len(shared) + 1
+            shared_row = np.zeros(len(words) + 1, dtype=np.int32)  # the row word_dropout swaps in
             for i, w in enumerate(words, 1):
                 if w in own:
                     word_row[i] = next_row
                     next_row += 1
+                    shared_row[i] = shared.get(group(w), word_row[i])  # a class no unseen word has: own row
                 else:
-                    word_row[i] = shared[group(w)]
+                    word_row[i] = shared_row[i] = shared[group(w)]
             num_rows = next_row
             num_shared = len(shared)
         layer = cls(len(tokenizer.vocabulary), len(trie["keys"]), len(words), embedding_dim=embedding_dim,
                     max_word_length=max_word_length, key_dtype=trie["key_dtype"],
                     alphabet_size=int(trie["alphabet"].max()), trainable_embeddings=trainable_embeddings,
-                    num_rows=num_rows if own_vectors is not None else 0, name=name, **kwargs)
+                    num_rows=num_rows if own_vectors is not None else 0, word_dropout=word_dropout,
+                    dropout_seed=seed if word_dropout else None, name=name, **kwargs)
         frequency = np.zeros(len(words) + 1, dtype="float32")
         frequency[1:] = [1.0 + lexicon.counts.get(w, 0) for w in words]
         rng = np.random.default_rng(seed)
@@ -428,6 +446,8 @@ class SoftLexiconEmbedding(keras.layers.Layer):
                           "frequency": frequency, "embeddings": table}
         if layer.num_rows:
             layer._initial["word_row"] = word_row
+            if layer.word_dropout:
+                layer._initial["shared_row"] = shared_row
             logger.info("SoftLexicon: %d words have a vector of their own, %d share one per %s (%d shared rows)",
                         int((word_row > num_shared).sum()), int(((word_row > 0) & (word_row <= num_shared)).sum()),
                         share_by, num_shared)
@@ -446,6 +466,9 @@ class SoftLexiconEmbedding(keras.layers.Layer):
         if self.num_rows:
             self.word_row = self.add_weight(shape=(self.num_words + 1,), dtype="int32", trainable=False,
                                             initializer="zeros", name="word_row")
+        if self.word_dropout:
+            self.shared_row = self.add_weight(shape=(self.num_words + 1,), dtype="int32", trainable=False,
+                                              initializer="zeros", name="shared_row")
         self.embeddings = self.add_weight(shape=(self.num_rows or self.num_words + 1, self.embedding_dim),
                                           initializer="zeros", trainable=self.trainable_embeddings,
                                           name="embeddings")
@@ -487,12 +510,15 @@ class SoftLexiconEmbedding(keras.layers.Layer):
             columns.append(ops.pad(word, [[0, 0], [offset, 0]])[:, :ops.shape(word)[1]] if offset else word)
         return ops.stack(columns, axis=-1)
 
-    def call(self, token_ids, padding_mask=None):
+    def call(self, token_ids, padding_mask=None, training=None):
         slot_ids = self.slot_ids(token_ids)
         if padding_mask is not None:
             slot_ids = ops.where(ops.expand_dims(ops.cast(padding_mask, "bool"), -1), slot_ids, 0)
         weight = ops.take(self.frequency, slot_ids)  # [B, T, S]
         rows = ops.take(self.word_row, slot_ids) if self.num_rows else slot_ids
+        if training and self.word_dropout:
+            draw = keras.random.uniform(ops.shape(slot_ids), seed=self.seed_generator)
+            rows = ops.where(draw < self.word_dropout, ops.take(self.shared_row, slot_ids), rows)
         vectors = ops.take(self.embeddings, rows, axis=0)  # [B, T, S, D]
         weight = ops.cast(weight, vectors.dtype)
         set_of_slot = ops.cast(ops.convert_to_tensor(self._set_of_slot), vectors.dtype)
@@ -513,6 +539,6 @@ class SoftLexiconEmbedding(keras.layers.Layer):
             "num_words": self.num_words, "embedding_dim": self.embedding_dim,
             "max_word_length": self.max_word_length, "key_dtype": self.key_dtype,
             "alphabet_size": self.alphabet_size, "trainable_embeddings": self.trainable_embeddings,
-            "num_rows": self.num_rows,
+            "num_rows": self.num_rows, "word_dropout": self.word_dropout, "dropout_seed": self.dropout_seed,
         })
         return config
