@@ -636,6 +636,37 @@ def xla_training_rows(results) -> list:
     return rows
 
 
+# Issue 12, target 3: the default export (stock TF Serving) and the XLA export against PyTorch + CRF,
+# raw text in: (export path, one-sentence p50 factor, batch-32 throughput factor).
+SERVING_TARGETS = (("text", 1.25, 1.5), ("text_xla", 2.0, 1.5))
+
+
+def serving_round2_rows(inference) -> list:
+    """Target 3 rows (``SERVING_TARGETS``) from the inference result's tfner rows.
+
+    Example:
+    >>> rows = serving_round2_rows({"rows": [{"framework": "tfner", "path": "text", "latency_ratio": 1.3,
+    ...                                       "throughput_ratio": 1.1}]})
+    >>> [r[2:] for r in rows]
+    [['1.30×', 'met'], ['1.10×', '**not met**']]
+    """
+    by_path = {r.get("path"): r for r in (inference or {}).get("rows", []) if r.get("framework") == "tfner"}
+    rows = []
+    for path, latency_factor, throughput_factor in SERVING_TARGETS:
+        row = by_path.get(path)
+        if row is None:
+            continue
+        export = "`--jit-compile` export" if path.endswith("_xla") else "default export"
+        for target, measurement, ratio, factor in (
+                (f"serving ≥ {latency_factor:g}× PyTorch (round 2)", f"one sentence, raw text in, {export} (p50)",
+                 row.get("latency_ratio"), latency_factor),
+                (f"serving ≥ {throughput_factor:g}× PyTorch (round 2)",
+                 f"batch-32 sentences/s, raw text in, {export}", row.get("throughput_ratio"), throughput_factor)):
+            rows.append([target, measurement, fmt_ratio(ratio),
+                         "–" if ratio is None else ("met" if ratio >= factor else "**not met**")])
+    return rows
+
+
 def target_rows(results) -> list:
     """``[target, measurement, tfner ÷ peer, verdict]`` rows for the issue's ratio targets.
 
@@ -686,6 +717,7 @@ def target_rows(results) -> list:
         export = "`--jit-compile` export" if row["path"].endswith("_xla") else "default export"
         rows.append(["exported latency ≤ PyTorch", f"one sentence, raw text in, {export} (p50)",
                      fmt_ratio(row.get("latency_ratio")), verdict(row.get("latency_ratio"))])
+    rows += serving_round2_rows(inference)
     accuracy = results.get("accuracy") or {}
     if accuracy.get("f1_gap_points") is not None:
         gap = accuracy["f1_gap_points"]

@@ -201,3 +201,17 @@ def test_xla_jax_training_targets_use_the_best_variant_or_say_not_measured():
                 "best tfner variant"][2] == "not measured yet"
     assert rows["training ≥ HF/PyTorch|tiny encoder, sequences/s vs torch"][2:] == ["1.20×", "met"]
     assert "`tfner-xla` = tfner's fit" in report.render(results)
+
+
+def test_serving_round2_targets_judge_both_exports_latency_and_throughput():
+    inference = {"rows": [
+        {"framework": "tfner", "path": "text", "latency_ratio": 0.48, "throughput_ratio": 1.6},
+        {"framework": "torch", "path": "text", "latency_ratio": 1.0, "throughput_ratio": 1.0},
+        {"framework": "tfner", "path": "text_xla", "latency_ratio": 2.1, "throughput_ratio": None},
+        {"framework": "tfner", "path": "token_ids", "latency_ratio": 5.0, "throughput_ratio": 5.0}]}
+    rows = ["|".join(r) for r in report.target_rows({"inference": inference})]
+    assert "serving ≥ 1.25× PyTorch (round 2)|one sentence, raw text in, default export (p50)|0.48×|**not met**" in rows
+    assert "serving ≥ 1.5× PyTorch (round 2)|batch-32 sentences/s, raw text in, default export|1.60×|met" in rows
+    assert "serving ≥ 2× PyTorch (round 2)|one sentence, raw text in, `--jit-compile` export (p50)|2.10×|met" in rows
+    assert "serving ≥ 1.5× PyTorch (round 2)|batch-32 sentences/s, raw text in, `--jit-compile` export|–|–" in rows
+    assert not any("token_ids" in r or "token ids" in r for r in rows)  # round 2 judges raw text in
