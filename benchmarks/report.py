@@ -34,7 +34,7 @@ def load_results(results_dir=benchlib.RESULTS_DIR) -> dict:
     """
     results_dir = pathlib.Path(results_dir)
     found = {}
-    for name in MEASUREMENTS + ("serving_latency", "crf_round2", "growth", "precision"):
+    for name in MEASUREMENTS + ("serving_latency", "crf_round2", "growth", "precision", "gpu_training"):
         for path in (results_dir / f"{name}.json", results_dir / "quick" / f"{name}.json"):
             if path.is_file():
                 found[name] = benchlib.read_json(path)
@@ -543,6 +543,43 @@ def section_serving(result) -> list:
     return lines
 
 
+def section_gpu(result) -> list:
+    """Section 7: ``benchmarks/gpu_training.py``'s result, or what to run when there is none."""
+    lines = ["## 7. GPU training: tfner on JAX vs PyTorch (`benchmarks/gpu_training.py`, `results/gpu_training.json`)",
+             ""]
+    if not result:
+        return lines + [
+            "No GPU numbers yet: this CPU machine has no GPU, and the GPU machines this project is "
+            "sometimes lent (JAX and PyTorch, no TensorFlow) were not available when the script was "
+            "ready (2026-12-04: loans paused). The run is one prepared command: "
+            "`python benchmarks/gpu_training.py prepare --dir .gpu` here (MSRA lengths, encoder "
+            "configs), then on the GPU machine, with keras, keras-hub, namex, optree and pytorch-crf "
+            "as wheels, `python benchmarks/gpu_training.py run --dir .gpu --out gpu_training.json`, "
+            "and the file copied to `benchmarks/results/`."]
+    lines += [f"_Run: {result.get('started', '?')} – {result.get('finished', '?')}, GPU: "
+              f"{result.get('gpu') or '?'}._", "",
+              "Random-init BERT -> BiLSTM(128) -> CRF, float32, batches of 32 MSRA-length sentences "
+              "(random ids), AdamW with global clipping; tfner: `NERTagger` on the JAX backend, "
+              "`jax.jit` train step, widths padded to a multiple of 32, every shape compiled first; "
+              "PyTorch: Hugging Face `BertModel` + packed cuDNN `nn.LSTM` + pytorch-crf, eager. "
+              "Sequences/s: median (min–max) over windows of timed steps.", ""]
+    runs = result.get("runs", [])
+    rows = []
+    for model in ("tiny", "base"):
+        by = {("jax" if "JAX" in r["framework"] else "torch"): r for r in runs if r.get("model") == model}
+        for key, run in sorted(by.items()):
+            ratio = (benchlib.ratio(by["jax"]["sequences_per_s"]["median"], by["torch"]["sequences_per_s"]["median"])
+                     if key == "jax" and "torch" in by else None)
+            rows.append([report_precision.MODELS[model], run["framework"], fmt_summary(run["sequences_per_s"]),
+                         fmt_number(run.get("compile_s")), fmt_number(run.get("peak_gpu_mib")),
+                         fmt_ratio(ratio) if ratio else "", run.get("device", "?")])
+    lines += table(["encoder", "framework", "sequences/s", "compile s", "peak GPU MiB", "tfner ÷ PyTorch",
+                    "device"], rows)
+    for error in result.get("errors", []):
+        lines += ["", f"- **{error.get('model')} / {error.get('framework')} failed** (exit {error.get('exit')})."]
+    return lines
+
+
 def section_findings(results) -> list:
     findings = []
     for name in MEASUREMENTS:
@@ -785,6 +822,7 @@ def render(results) -> str:
     if "growth" in results:
         lines += section_growth(results["growth"]) + [""]
     lines += report_precision.section(results.get("precision"), table) + [""]
+    lines += section_gpu(results.get("gpu_training")) + [""]
     lines += section_findings(results)
     analysis = benchlib.BENCH_DIR / "analysis.md"
     if analysis.is_file():

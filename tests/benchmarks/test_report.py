@@ -215,3 +215,15 @@ def test_serving_round2_targets_judge_both_exports_latency_and_throughput():
     assert "serving ≥ 2× PyTorch (round 2)|one sentence, raw text in, `--jit-compile` export (p50)|2.10×|met" in rows
     assert "serving ≥ 1.5× PyTorch (round 2)|batch-32 sentences/s, raw text in, `--jit-compile` export|–|–" in rows
     assert not any("token_ids" in r or "token ids" in r for r in rows)  # round 2 judges raw text in
+
+
+def test_gpu_section_says_how_to_run_without_a_result_and_renders_one():
+    assert "No GPU numbers yet" in "\n".join(report.section_gpu(None))
+    run = {"model": "tiny", "sequences_per_s": _summary(900.0, 850.0, 950.0), "peak_gpu_mib": 800.0}
+    result = {"started": "s", "finished": "f", "gpu": "NVIDIA H200, 580, 143771 MiB", "errors": [
+        {"model": "base", "framework": "jax", "exit": "timeout"}], "runs": [
+        dict(run, framework="tfner (JAX backend)", compile_s=12.0, device="cuda:0"),
+        dict(run, framework="Hugging Face BertModel (PyTorch eager)", sequences_per_s=_summary(600.0),
+             device="NVIDIA H200")]}
+    text = "\n".join(report.section_gpu(result))
+    assert "GPU: NVIDIA H200" in text and "| 1.50× |" in text and "base / jax failed" in text
