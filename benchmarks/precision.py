@@ -92,11 +92,16 @@ def build(name, precision=None, seed=0):
     from tfner.encoders import default_encoder_path, load_encoder
     from tfner.models import build_tagger
 
+    from tfner.preprocessing import CharTokenizer
+
     keras.utils.set_random_seed(seed)
     source = default_encoder_path() if name == "tiny" else BERT_BASE_CONFIG
     labels = LabelVocabulary.from_types(TYPES, "BIO")
+    # A config.json alone (the random-init base encoder) has no vocab.txt: both use the Chinese
+    # BERT vocabulary that ships with the tiny encoder (the same 21,128 ids).
+    vocabulary = CharTokenizer.from_vocab_file(pathlib.Path(default_encoder_path()) / "vocab.txt").vocabulary
     return build_tagger("bert-bilstm-crf", labels=labels.labels, encoder=load_encoder(str(source)),
-                        context_units=128, name=f"precision_{name}", precision=precision)
+                        vocabulary=vocabulary, context_units=128, name=f"precision_{name}", precision=precision)
 
 
 def export_variants(tagger, work):
