@@ -253,7 +253,8 @@ def cmd_run(args):
             if code == 0:
                 run = json.loads(part.read_text())
                 run["process_s"] = seconds
-                run.pop("times_ms", None) if not args.keep_times else None
+                if not args.keep_times:
+                    run.pop("times_ms", None)
                 result["runs"].append(run)
                 print(f"{model} {framework}: {run['sequences_per_s']['median']:.1f} sequences/s "
                       f"({seconds:.0f} s)", flush=True)
