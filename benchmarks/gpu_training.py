@@ -33,7 +33,6 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +40,10 @@ import time
 import numpy as np
 
 REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
+# benchlib (stdlib only) from benchmarks/; tfner from the checkout (the GPU machine has no install).
+sys.path[:0] = [str(REPO_DIR / "benchmarks"), str(REPO_DIR)]
+import benchlib  # noqa: E402
+
 MODELS = {"tiny": "../shared/encoders/tiny-bert-zh-L2-H128/config.json",
           "base": "../shared/encoders/configs/bert-base-chinese/config.json"}
 LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -51,7 +54,6 @@ LR, WEIGHT_DECAY, CLIPNORM = 2e-3, 0.01, 5.0
 
 def write_lengths(path, batch_size, batches, seed=0):
     """MSRA train sentence lengths (at most ``MAX_CHARS``) for ``batches`` length-bucketed batches."""
-    sys.path.insert(0, str(REPO_DIR))
     from tfner.data import read_msra
 
     corpus = read_msra("train")
@@ -92,10 +94,10 @@ def gpu_name():
 
 
 def summarize(times_ms, batch_size, window):
-    """Sequences/s per window of ``window`` steps: median, min, max."""
-    windows = [times_ms[i:i + window] for i in range(0, len(times_ms) - window + 1, window)]
-    rates = [batch_size * len(w) / (sum(w) / 1000.0) for w in windows]
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "n": len(rates)}
+    """Sequences/s per window of ``window`` steps (``benchlib.window_rates``), summarized
+    (``benchlib.summarize``: median, min, max, n, spread)."""
+    timestamps = [0.0] + list(np.cumsum(times_ms) / 1000.0)
+    return benchlib.summarize(benchlib.window_rates(timestamps, [batch_size] * len(times_ms), window))
 
 
 def run_jax(args, config, plan):
@@ -103,7 +105,6 @@ def run_jax(args, config, plan):
     import jax
     import keras
 
-    sys.path.insert(0, str(REPO_DIR))
     from tfner.encoders import PretrainedCharEncoder, load_encoder
     from tfner.models import NERTagger
 

@@ -29,4 +29,4 @@ def test_batches_have_valid_bio_tags_masks_and_rounded_widths():
 
 def test_summary_is_sequences_per_second_per_window():
     result = gpu.summarize([100.0] * 10 + [50.0] * 10, batch_size=32, window=10)
-    assert result == {"median": 480.0, "min": 320.0, "max": 640.0, "n": 2}
+    assert result == {"median": 480.0, "min": 320.0, "max": 640.0, "n": 2, "spread": 320.0 / 480.0}
