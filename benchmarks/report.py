@@ -608,6 +608,18 @@ def verdict(ratio, ours=None, theirs=None) -> str:
     return "**not met**"
 
 
+def factor_verdict(ratio, factor) -> str:
+    """Whether a "tfner ÷ peer" ratio meets a ">= factor" target ("–" when not measured).
+
+    Example:
+    >>> factor_verdict(5.2, 5), factor_verdict(4.0, 5), factor_verdict(None, 5)
+    ('met', '**not met**', '–')
+    """
+    if ratio is None:
+        return "–"
+    return "met" if ratio >= factor else "**not met**"
+
+
 def training_ratio(result, model, peer):
     """tfner ÷ ``peer`` sequences/s in one training result, with both summaries (or Nones)."""
     by_key = {(r.get("model"), r.get("framework")): r for r in (result or {}).get("rows", [])}
@@ -669,7 +681,7 @@ def xla_training_rows(results) -> list:
                             + ", ".join(f"{fmt_ratio(r)} `{v}`" for r, v in measured) + ")")
         else:
             measurement += f": `{variant}`"
-        rows.append([target, measurement, fmt_ratio(ratio), "met" if ratio >= factor else "**not met**"])
+        rows.append([target, measurement, fmt_ratio(ratio), factor_verdict(ratio, factor)])
     return rows
 
 
@@ -699,8 +711,7 @@ def serving_round2_rows(inference) -> list:
                  row.get("latency_ratio"), latency_factor),
                 (f"serving ≥ {throughput_factor:g}× PyTorch (round 2)",
                  f"batch-32 sentences/s, raw text in, {export}", row.get("throughput_ratio"), throughput_factor)):
-            rows.append([target, measurement, fmt_ratio(ratio),
-                         "–" if ratio is None else ("met" if ratio >= factor else "**not met**")])
+            rows.append([target, measurement, fmt_ratio(ratio), factor_verdict(ratio, factor)])
     return rows
 
 
@@ -743,10 +754,9 @@ def target_rows(results) -> list:
         for key, name in (("loglik_fwd_bwd", "log-likelihood fwd+bwd"), ("decode", "decode")):
             for cand, label in (("tf-compiled", "TensorFlow"), ("jax", "JAX")):
                 ratio = case.get("speedup", {}).get(f"{cand}_vs_tfa", {}).get(key)
-                met = ratio is not None and ratio >= CRF_ROUND2_TARGET
                 rows.append([f"CRF ≥ {CRF_ROUND2_TARGET:g}× tfa (round 2)",
                              f"K={case['num_tags']} {name}, {label}", fmt_ratio(ratio),
-                             "–" if ratio is None else ("met" if met else "**not met**")])
+                             factor_verdict(ratio, CRF_ROUND2_TARGET)])
     inference = results.get("inference") or {}
     for row in inference.get("rows", []):
         if row.get("framework") != "tfner" or not row.get("path", "").startswith("text"):
