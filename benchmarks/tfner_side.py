@@ -740,12 +740,13 @@ def cmd_infer(args):
 # --------------------------------------------------------------------------------------------
 
 
-def profile_batch(data, pad_id, width=None):
-    """The plan's batch whose padded width is the median one (or closest to ``width``)."""
+def profile_batch(data, pad_id, width=None, multiple=1):
+    """The plan's batch whose padded width is the median one (or closest to ``width``), its width
+    rounded up to a multiple of ``multiple`` (``padded_batch``)."""
     widths = [int(data["lengths"][b].max()) for b in data["plan"]]
     target = int(np.median(widths)) if width is None else width
     index = min(range(len(widths)), key=lambda i: (abs(widths[i] - target), i))
-    return benchlib.pad_batch(data["token_ids"], data["tag_ids"], data["plan"][index], pad_id)
+    return padded_batch(data, data["plan"][index], pad_id, multiple)
 
 
 def cmd_profile(args):
@@ -760,7 +761,7 @@ def cmd_profile(args):
     import keras
     from keras import ops
 
-    from tfner.training.trainer import DEFAULT_JIT_PAD_MULTIPLE, padded_width
+    from tfner.training.trainer import DEFAULT_JIT_PAD_MULTIPLE
 
     backend = keras.backend.backend()
     jit = bool(args.jit_compile)
@@ -768,14 +769,12 @@ def cmd_profile(args):
     data = benchlib.load_batches(work / "data" / "throughput.npz")
     tagger, tokenizer, _ = build_model(args.model)
     tagger.load_weights(str(work / "weights" / f"{args.model}-init.weights.h5"))
-    ids, mask, tags = profile_batch(data, tokenizer.pad_id, args.width)
+    multiple = (args.pad_to_multiple or DEFAULT_JIT_PAD_MULTIPLE) if jit else 1
+    ids, mask, tags = profile_batch(data, tokenizer.pad_id, args.width, multiple)
     if jit:
         from tfner.training.xla import use_philox_dropout_under_xla
 
         use_philox_dropout_under_xla()  # as fit_tagger does under jit_compile (TF; no-op on JAX)
-        extra = padded_width(ids.shape[1], args.pad_to_multiple or DEFAULT_JIT_PAD_MULTIPLE) - ids.shape[1]
-        ids = np.pad(ids, [(0, 0), (0, extra)], constant_values=tokenizer.pad_id)
-        mask, tags = np.pad(mask, [(0, 0), (0, extra)]), np.pad(tags, [(0, 0), (0, extra)])
     rng = np.random.default_rng(0)
     hidden = tagger.representation.hidden_dim
     context_in = rng.normal(size=(*ids.shape, hidden)).astype("float32")
