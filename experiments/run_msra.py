@@ -100,6 +100,11 @@ class MsraArgs:
         default=0.0, metadata={"help": "with --unseen-words shared/class: in training, a word with its own vector "
                                        "uses its shared vector with this probability (a tfner addition, not "
                                        "in Ma et al. 2020)"})
+    unlabelled_text: str = dataclasses.field(
+        default="", metadata={"help": "texts whose words and bigrams count as feature statistics too, their "
+                                      "tags never read: 'dev', 'test' and/or files of one text per line, "
+                                      "comma-separated; 'dev,test' is the SoftLexicon reference code's "
+                                      "setting (lexicon counts from train, dev and test text)"})
     feature_dim: int = dataclasses.field(default=50, metadata={"help": "bigram / lexicon vector size"})
     max_word_length: int = dataclasses.field(default=6, metadata={"help": "longest lexicon word matched"})
     bigram_min_count: int = dataclasses.field(
@@ -131,6 +136,9 @@ class MsraArgs:
         from tfner.features import parse_features
 
         parse_features(self.features)
+        for part in [p.strip() for p in self.unlabelled_text.split(",") if p.strip()]:
+            if part not in ("dev", "test") and not os.path.isfile(part):
+                raise ValueError(f"--unlabelled-text: {part!r} is neither dev nor test nor a file")
 
     def row_list(self):
         return [r.strip() for r in self.rows.split(",") if r.strip()]
@@ -174,7 +182,8 @@ def main(argv=None):
         "test": corpus_stats(test), "max_length": max_length, "train_windows_split": n_split,
     }
     logger.info("data: %s", data_info)
-    feature_source = _FeatureSource(args, train) if args.features else None
+    unlabelled = _unlabelled_texts(args.unlabelled_text, {"dev": dev, "test": test})
+    feature_source = _FeatureSource(args, train, unlabelled) if args.features else None
 
     # --- rows ---------------------------------------------------------------------------------
     results = {}
@@ -283,10 +292,11 @@ class _FeatureSource:
     """Builds the input feature layers of the char rows; the gensim vectors and the fitted
     lexicon are computed once and shared by the rows (each row gets its own layers)."""
 
-    def __init__(self, args, train):
+    def __init__(self, args, train, unlabelled=()):
         from tfner.features import Lexicon, load_vectors, parse_features, train_bigram_vectors, train_word_vectors
 
-        self.args, self.train = args, train
+        self.args, self.train, self.unlabelled = args, train, list(unlabelled)
+        statistics = list(train) + self.unlabelled
         self.names = parse_features(args.features)
         start = time.perf_counter()
         self.word_vectors = self.bigram_vectors = self.lexicon = None
@@ -294,10 +304,10 @@ class _FeatureSource:
             self.lexicon = Lexicon.load(args.lexicon)
             self.source_words = len(self.lexicon)
             self.word_vectors = (load_vectors(args.word_vectors) if args.word_vectors
-                                 else train_word_vectors(train, args.feature_dim, seed=args.seed))
+                                 else train_word_vectors(statistics, args.feature_dim, seed=args.seed))
         if "bigram" in self.names:
             self.bigram_vectors = (load_vectors(args.bigram_vectors) if args.bigram_vectors
-                                   else train_bigram_vectors(train, args.feature_dim, seed=args.seed))
+                                   else train_bigram_vectors(statistics, args.feature_dim, seed=args.seed))
         self.seconds = time.perf_counter() - start
         self.info = None
 
@@ -309,14 +319,36 @@ class _FeatureSource:
             own_min_count=self.args.own_min_count, word_dropout=self.args.lexicon_word_dropout,
             word_vectors=self.word_vectors, bigram_vectors=self.bigram_vectors, dim=self.args.feature_dim,
             max_word_length=self.args.max_word_length, bigram_min_count=self.args.bigram_min_count,
-            seed=self.args.seed)
+            unlabelled_texts=self.unlabelled or None, seed=self.args.seed)
+        trained_on = "the training text" + (f" and the unlabelled text ({self.args.unlabelled_text})"
+                                            if self.unlabelled else "")
         for name, given in (("bigram", self.args.bigram_vectors), ("softlexicon", self.args.word_vectors)):
             if name in info:
-                info[name]["vectors"] = given or "gensim word2vec (skip-gram) trained on the training text"
+                info[name]["vectors"] = given or f"gensim word2vec (skip-gram) trained on {trained_on}"
         if "softlexicon" in info:
             info["softlexicon"].update(lexicon=self.args.lexicon, lexicon_words=self.source_words)
         self.info = dict(info, preparation_seconds=round(self.seconds, 1))
         return layers
+
+
+def _unlabelled_texts(spec, splits):
+    """``--unlabelled-text``: the raw texts of the named splits (``dev``, ``test``) and of files
+    (one text per line), in order; their tags are never read."""
+    texts = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        if part in splits:
+            texts.extend("".join(s.chars) for s in splits[part])
+            logger.warning("--unlabelled-text: the %s text (%d sentences) counts as lexicon/bigram statistics "
+                           "(words, counts, gensim vectors), as in the SoftLexicon reference code; its tags "
+                           "are not read", part, len(splits[part]))
+        elif os.path.isfile(part):
+            with open(part, encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+            texts.extend(line for line in lines if line)
+            logger.info("--unlabelled-text: %d texts from %s", sum(1 for line in lines if line), part)
+        else:
+            raise ValueError(f"--unlabelled-text: {part!r} is neither {' nor '.join(sorted(splits))} nor a file")
+    return texts
 
 
 def _check_export(tagger, test, pred, out_dir):
@@ -388,6 +420,8 @@ def _default_run_name(args):
     parts.append("all" if ",".join(rows) == ALL_ROWS else "+".join(rows))
     if args.features:
         parts.append(args.features.replace(",", "+"))
+    if args.unlabelled_text:
+        parts.append("unlabelled-" + "+".join(os.path.basename(p.strip()) for p in args.unlabelled_text.split(",")))
     return "_".join(parts)
 
 

@@ -42,6 +42,8 @@ def summarize(root):
                     arg_text += f", own_min_count={args['own_min_count']}"
                 if args.get("lexicon_word_dropout", 0):
                     arg_text += f", lexicon_word_dropout={args['lexicon_word_dropout']}"
+            if args.get("unlabelled_text"):
+                arg_text += f", unlabelled_text={args['unlabelled_text']} (tags not read)"
             arg_text += f", feature_dim={args.get('feature_dim', 50)}"
             if "bigram" in args["features"]:
                 arg_text += f", bigram_min_count={args.get('bigram_min_count', 1)}"

@@ -40,6 +40,38 @@ def test_run_msra_short_run_writes_tables_and_metrics(tmp_path, msra_data_root, 
     assert config["arguments"]["batch_size"] == 16
 
 
+@pytest.mark.slow
+def test_feature_rows_count_unlabelled_test_text_as_statistics(tmp_path, msra_data_root):
+    # --unlabelled-text test: the test split's words and bigrams join the feature statistics (the
+    # SoftLexicon reference code's setting); the run records it in its info and its run name.
+    import run_msra
+    from tfner.features import jieba_dictionary_path
+
+    lexicon = tmp_path / "lexicon.txt"  # every 10th jieba word: the same format, a tenth of the matching
+    with open(jieba_dictionary_path(), encoding="utf-8") as f:
+        lexicon.write_text("".join(line for i, line in enumerate(f) if i % 10 == 0), encoding="utf-8")
+    out = tmp_path / "runs"
+    common = ["--rows", "char-bilstm-crf", "--features", "bigram,softlexicon", "--lexicon", str(lexicon),
+              "--unseen-words", "class",
+              "--own-min-count", "2", "--max-steps", "2", "--steps-per-epoch", "2", "--train-fraction", "0.004",
+              "--test-fraction", "0.02", "--dev-size", "20", "--batch-size", "8", "--feature-dim", "8",
+              "--data-dir", str(msra_data_root), "--output-dir", str(out), "--verbose", "0"]
+    run_msra.main(common + ["--run-name", "plain"])
+    run_msra.main(common + ["--unlabelled-text", "test"])
+    runs = sorted(p.name for p in out.iterdir())
+    assert runs == ["plain", "steps2_train0.004_char-bilstm-crf_bigram+softlexicon_unlabelled-test"]
+    with_test = json.loads((out / runs[1] / "metrics.json").read_text())
+    without = json.loads((out / "plain" / "metrics.json").read_text())
+    features = with_test["rows"]["char-bilstm-crf"]["features"]
+    plain_features = without["rows"]["char-bilstm-crf"]["features"]
+    assert features["unlabelled_texts"]["texts"] == with_test["data"]["test"]["sentences"]
+    assert "unlabelled_texts" not in plain_features
+    assert features["bigram"]["bigrams"] > plain_features["bigram"]["bigrams"]
+    assert (features["softlexicon"]["words_in_training_and_unlabelled_text"]
+            > plain_features["softlexicon"]["words_in_training_text"])
+    assert "unlabelled text (test)" in features["softlexicon"]["vectors"]
+
+
 def test_arguments_are_validated():
     import run_msra
 
@@ -47,3 +79,5 @@ def test_arguments_are_validated():
         run_msra.main(["--rows", "gpt-crf"])
     with pytest.raises(SystemExit):
         run_msra.main(["--train-fraction", "0"])
+    with pytest.raises(SystemExit):
+        run_msra.main(["--unlabelled-text", "test,no/such/file.txt"])

@@ -312,6 +312,38 @@ def test_word_dropout_swaps_own_vectors_for_shared_ones_in_training_only(tmp_pat
         type(layer)(10, 3, 2, word_dropout=0.2)
 
 
+def test_unlabelled_texts_count_as_lexicon_and_bigram_statistics(tmp_path):
+    # unlabelled_texts (the reference code's train+dev+test statistics): their words are counted and
+    # kept with vectors of their own, their bigrams join the vocabulary, gensim sees them; the
+    # training text alone gives neither.
+    from tfner.features import build_input_features
+
+    tokenizer = _tokenizer()
+    lexicon_file = tmp_path / "words.txt"
+    lexicon_file.write_text("北京 5 ns\n大学 9 n\n南京 3 ns\n人民 7 n\n", encoding="utf-8")
+    common = dict(lexicon=str(lexicon_file), dim=3, max_word_length=4, unseen_words="class", own_min_count=2,
+                  train_vectors_if_missing=False)
+    texts = ["北京大学", "北京大学"]
+    (bigrams, plain), plain_info = build_input_features(texts, tokenizer, ["bigram", "softlexicon"], **common)
+    (more_bigrams, layer), info = build_input_features(texts, tokenizer, ["bigram", "softlexicon"],
+                                                       unlabelled_texts=["南京人民", "南京"], **common)
+    assert "unlabelled_texts" not in plain_info
+    assert info["unlabelled_texts"] == {"texts": 2, "characters": 6}
+    assert info["softlexicon"]["own_vectors"] == 3 and plain_info["softlexicon"]["own_vectors"] == 2
+    assert info["softlexicon"]["words_in_training_and_unlabelled_text"] == 4
+    assert more_bigrams.num_bigrams == bigrams.num_bigrams + 5  # 南京 京人 人民 民</s> 京</s>
+    for built in (plain, layer):
+        built.build()
+    rows = dict(zip(layer.words, np.asarray(layer.word_row)[1:].tolist()))
+    plain_rows = dict(zip(plain.words, np.asarray(plain.word_row)[1:].tolist()))
+    assert rows["南京"] > 2 and plain_rows["南京"] == 2  # counted twice: its own row; else its ns row
+    assert rows["人民"] == 1  # counted once (< own_min_count): still the n row
+    frequency = dict(zip(layer.words, np.asarray(layer.frequency)[1:].tolist()))
+    assert frequency["南京"] == frequency["北京"] == 3.0 and frequency["人民"] == 2.0  # 1 + count
+    with pytest.raises(TypeError, match="list of texts"):
+        build_input_features(texts, tokenizer, ["bigram"], unlabelled_texts="南京人民", **common)
+
+
 def test_initial_vectors_from_a_file_from_keyed_vectors_trained_or_none(tmp_path):
     # build_input_features takes both features' vectors the same way: a word2vec file path is
     # loaded, KeyedVectors are used as given, none -> gensim on the training text, or random.

@@ -51,7 +51,7 @@ def parse_features(spec):
 def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"), *, lexicon="jieba",
                          word_vectors=None, bigram_vectors=None, dim=50, max_word_length=6,
                          bigram_min_count=1, train_vectors_if_missing=True, fit_lexicon=True, unseen_words="drop", own_min_count=1,
-                         word_dropout=0.0, seed=0):
+                         word_dropout=0.0, unlabelled_texts=None, seed=0):
     """The feature layers for a training corpus.
 
     Args:
@@ -77,24 +77,34 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
         dim: vector size of both features (SoftLexicon adds ``4 * dim``).
         max_word_length: longest lexicon word matched.
         bigram_min_count: bigrams seen fewer times share the unknown id.
+        unlabelled_texts: raw texts (strings) without tags that count as statistics too, as in the
+            SoftLexicon reference code, which builds its lexicon statistics from the train, dev
+            and test text: their bigrams join the vocabulary, their lexicon words are counted
+            (frequency weights, ``own_min_count``) and kept, and the gensim vectors (when trained
+            here) see them, so a word that only they contain gets a vector from its contexts.
+            Their tags are never read. None: the training text alone.
 
     Returns:
         ``(layers, info)``: the layers in ``features`` order and a dict describing them.
     """
     names = parse_features(features) if isinstance(features, str) else list(features)
     sentences = list(sentences)
+    unlabelled = _unlabelled(unlabelled_texts)
+    statistics = sentences + unlabelled  # what the vocabularies, counts and gensim vectors see
     layers, info = [], {}
+    if unlabelled:
+        info["unlabelled_texts"] = {"texts": len(unlabelled), "characters": sum(map(len, unlabelled))}
     if "bigram" in names:
-        vectors = _initial_vectors(bigram_vectors, train_bigram_vectors, sentences, dim, seed,
+        vectors = _initial_vectors(bigram_vectors, train_bigram_vectors, statistics, dim, seed,
                                    train_vectors_if_missing)
-        layer = BigramEmbedding.from_corpus(sentences, tokenizer, embedding_dim=dim,
+        layer = BigramEmbedding.from_corpus(statistics, tokenizer, embedding_dim=dim,
                                             min_count=bigram_min_count, vectors=vectors, seed=seed)
         layers.append(layer)
         info["bigram"] = {"bigrams": layer.num_bigrams, "dim": dim, "min_count": bigram_min_count,
                           "vectors": _describe(bigram_vectors, vectors)}
     if "softlexicon" in names:
         source = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
-        texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in sentences]
+        texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in statistics]
         if unseen_words not in ("drop", "shared", "class"):
             raise ValueError(f"unseen_words must be 'drop', 'shared' or 'class', got {unseen_words!r}")
         if word_dropout and unseen_words == "drop":
@@ -109,9 +119,10 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
             own = {w for w, n in fitted.counts.items() if own_min_count <= 1 or n >= own_min_count}
             counts = {w: 0 for w in source.counts if len(w) <= max_word_length}
             counts.update(fitted.counts)
-            fitted = Lexicon(counts, source=f"{source.source} (words of the training text counted there)",
+            where = "training and unlabelled text" if unlabelled else "training text"
+            fitted = Lexicon(counts, source=f"{source.source} (words of the {where} counted there)",
                              classes=source.classes)
-        vectors = _initial_vectors(word_vectors, train_word_vectors, sentences, dim, seed,
+        vectors = _initial_vectors(word_vectors, train_word_vectors, statistics, dim, seed,
                                    train_vectors_if_missing)
         layer = SoftLexiconEmbedding.from_lexicon(fitted, tokenizer, embedding_dim=dim,
                                                   max_word_length=max_word_length, vectors=vectors, seed=seed,
@@ -119,12 +130,24 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
                                                   share_by="class" if unseen_words == "class" else "length")
         layers.append(layer)
         info["softlexicon"] = {"lexicon": source.source, "lexicon_words": len(source),
-                               "words_in_training_text": in_training_text, "words_used": layer.num_words,
+                               ("words_in_training_and_unlabelled_text" if unlabelled
+                                else "words_in_training_text"): in_training_text, "words_used": layer.num_words,
                                "max_word_length": max_word_length, "dim": dim, "unseen_words": unseen_words,
                                "own_min_count": own_min_count, "word_dropout": word_dropout,
                                "own_vectors": None if own is None else len(own),
                                "vectors": _describe(word_vectors, vectors)}
     return layers, info
+
+
+def _unlabelled(texts):
+    """``unlabelled_texts`` as a list of non-empty strings (a bare string is refused: it would be
+    read as one text per character)."""
+    if texts is None:
+        return []
+    if isinstance(texts, str):
+        raise TypeError("unlabelled_texts must be a list of texts, not one string")
+    texts = ["".join(t.chars) if hasattr(t, "chars") else "".join(t) for t in texts]
+    return [t for t in texts if t]
 
 
 def _initial_vectors(given, train, sentences, dim, seed, train_if_missing):
