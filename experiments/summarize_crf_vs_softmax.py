@@ -19,11 +19,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from tfner.evaluation.reports import write_between_markers  # noqa: E402
 from tfner.studies.claims import check_claims, claims_markdown  # noqa: E402
 
 STUDIES = ("decoder", "depth", "pretraining", "crf-lr", "padding")
 DEMO = "prediction_demo"  # experiments/run_prediction_demo.py's output folder
-START, END = "<!-- paper-b-results:start -->", "<!-- paper-b-results:end -->"
 # Figures in the order the report numbers them.
 FIGURE_ORDER = ("label_distribution", "transition_heatmaps", "dev_accuracy", "dev_f1", "train_loss", "dev_loss",
                 "confusion_matrix", "length_histogram", "throughput", "entity_wordclouds")
@@ -81,17 +81,6 @@ def summarize(root, *, runs=None, link_root=None, heading="##"):
     return "\n".join(parts)
 
 
-def update_readme(readme, text):
-    """Replace the text between the README's paper-b-results markers with ``text``."""
-    path = pathlib.Path(readme)
-    content = path.read_text(encoding="utf-8")
-    if START not in content or END not in content:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{text.rstrip()}\n{END}{tail}", encoding="utf-8")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results/crf_vs_softmax", help="the study script's output dir")
@@ -109,7 +98,11 @@ def main(argv=None):
     if args.readme:
         runs = [r for r in args.readme_runs.split(",") if r] or None
         readme = pathlib.Path(args.readme)
-        update_readme(readme, summarize(root, runs=runs, link_root=readme.parent, heading="###"))
+        try:
+            write_between_markers(readme, "paper-b-results",
+                                  summarize(root, runs=runs, link_root=readme.parent, heading="###"))
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
         print(f"updated {readme}")
 
 

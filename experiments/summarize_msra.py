@@ -63,21 +63,6 @@ def summarize(root):
     return text
 
 
-START, END = "<!-- msra-results:start -->", "<!-- msra-results:end -->"
-
-
-def update_readme(readme, table):
-    """Replace the text between the README's msra-results markers with `table`."""
-    path = pathlib.Path(readme)
-    text = path.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise ValueError(f"{readme}: markers {START} / {END} not found")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    body = table.split("\n", 2)[2]  # drop the title line
-    path.write_text(f"{head}{START}\n{body}{END}{tail}", encoding="utf-8")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results/msra")
@@ -85,7 +70,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     table = summarize(args.results)
     if args.readme:
-        update_readme(args.readme, table)
+        from tfner.evaluation.reports import write_between_markers
+
+        write_between_markers(args.readme, "msra-results", table.split("\n", 2)[2])  # without the title
     print(table)
 
 

@@ -142,7 +142,7 @@ def test_every_study_writes_tables_and_figures(tmp_path, tiny_corpus, tiny_encod
     import summarize_crf_vs_softmax
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{summarize_crf_vs_softmax.START}\nold\n{summarize_crf_vs_softmax.END}\nrest\n", "utf-8")
+    readme.write_text("intro\n<!-- paper-b-results:start -->\nold\n<!-- paper-b-results:end -->\nrest\n", "utf-8")
     summarize_crf_vs_softmax.main(["--results", str(tmp_path), "--readme", str(readme)])
     text = readme.read_text("utf-8")
     assert text.startswith("intro\n") and text.endswith("rest\n") and "\nold\n" not in text

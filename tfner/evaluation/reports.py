@@ -96,3 +96,35 @@ def plot_dev_curves(histories, path, title="dev entity F1", metric="val_entity_f
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def write_between_markers(path, name, body):
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in the file
+    ``path`` (a README) with ``body``; the markers stay, so the next run replaces it again.
+
+    Raises:
+        ValueError: the file lacks either marker (its name and the markers are in the message).
+
+    Example:
+    >>> import pathlib, tempfile
+    >>> readme = pathlib.Path(tempfile.mkdtemp()) / "README.md"
+    >>> _ = readme.write_text("# R\\n<!-- t:start -->\\nold\\n<!-- t:end -->\\nafter\\n")
+    >>> write_between_markers(readme, "t", "| new |")
+    >>> print(readme.read_text())
+    # R
+    <!-- t:start -->
+    | new |
+    <!-- t:end -->
+    after
+    <BLANKLINE>
+    """
+    import pathlib
+
+    path = pathlib.Path(path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"{path}: markers {start} / {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{body.rstrip()}\n{end}{tail}", encoding="utf-8")
