@@ -148,6 +148,12 @@ def cmd_train(a):
                            f"available: {error}") from None
         logger.info("encoder: %s (the default; --encoder to choose another)", encoder)
     features = None
+    feature_only = [flag for flag, used in (("--unlabelled-text", a.unlabelled_text),
+                                            ("--unseen-words", a.unseen_words != "drop"),
+                                            ("--own-min-count", a.own_min_count != 1),
+                                            ("--lexicon-word-dropout", a.lexicon_word_dropout)) if used]
+    if feature_only and not a.features:
+        raise CliError(f"{', '.join(feature_only)} shape the input features: add --features bigram,softlexicon")
     if a.features:
         from tfner.features import build_input_features, load_vectors, parse_features
 
@@ -157,12 +163,20 @@ def cmd_train(a):
             bigram_vectors = load_vectors(a.bigram_vectors) if a.bigram_vectors else None
         except (ValueError, OSError) as error:
             raise CliError(str(error)) from None
+        unlabelled = []
+        for path in a.unlabelled_text or ():
+            with open(path, encoding="utf-8-sig") as f:
+                lines = [line.strip() for line in f]
+            unlabelled.extend(line for line in lines if line)
+            logger.info("--unlabelled-text %s: %d texts (feature statistics; no tags read)",
+                        path, sum(1 for line in lines if line))
 
         def features(tokenizer):
             layers, info = build_input_features(
                 train, tokenizer, names, lexicon=a.lexicon, word_vectors=word_vectors,
                 bigram_vectors=bigram_vectors, dim=a.feature_dim, max_word_length=a.max_word_length,
-                seed=a.seed)
+                bigram_min_count=a.bigram_min_count, unseen_words=a.unseen_words, own_min_count=a.own_min_count,
+                word_dropout=a.lexicon_word_dropout, unlabelled_texts=unlabelled or None, seed=a.seed)
             logger.info("input features: %s", info)
             return layers
     tagger, tokenizer = build_tagger(
@@ -373,6 +387,19 @@ def build_parser():
     t.add_argument("--bigram-vectors", help="word2vec file for the bigrams (default: gensim on --train)")
     t.add_argument("--feature-dim", type=int, default=50, help="bigram and lexicon vector size")
     t.add_argument("--max-word-length", type=int, default=6, help="longest lexicon word matched")
+    t.add_argument("--bigram-min-count", type=int, default=1, help="rarer bigrams share the unknown id")
+    t.add_argument("--unseen-words", choices=("drop", "shared", "class"), default="drop",
+                   help="lexicon words absent from the training text: drop them, or keep them with one vector "
+                        "per word length (shared) or per lexicon class, e.g. jieba's part-of-speech tag (class)")
+    t.add_argument("--own-min-count", type=int, default=1,
+                   help="with --unseen-words shared/class: training words counted fewer times share those "
+                        "vectors too, so they are trained (the MSRA recipe: 2)")
+    t.add_argument("--lexicon-word-dropout", type=float, default=0.0,
+                   help="with --unseen-words shared/class: in training, a word with its own vector uses its "
+                        "shared one with this probability (the MSRA recipe: 0.3)")
+    t.add_argument("--unlabelled-text", action="append", metavar="FILE",
+                   help="raw in-domain text, one text per line (repeatable): its bigrams and lexicon words join "
+                        "the feature statistics and the gensim vectors; no tags are read")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout rate")
     t.add_argument("--seed", type=int, default=42, help="random seed (weights, data order, dropout)")
     t.add_argument("--strategy", default="none",

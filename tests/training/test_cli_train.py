@@ -37,13 +37,18 @@ def test_train_with_context_and_features_then_export(tmp_path, vocab_file, capsy
     data = [("王明在北京大学", ["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG"]),
             ("李华去上海", ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])] * 8
     _write(tmp_path / "train.txt", data)
+    unlabelled = tmp_path / "raw.txt"  # raw in-domain text; the blank line is skipped
+    unlabelled.write_text("张三去南京\n\n南京\n", encoding="utf-8")
     out = tmp_path / "run"
     cli.main(["train", "--preset", "char-bilstm-crf", "--vocab", str(vocab_file),
               "--train", str(tmp_path / "train.txt"), "--dev", str(tmp_path / "train.txt"),
               "--out", str(out), "--epochs", "2", "--batch-size", "4", "--head-lr", "0.02",
               "--context", "idcnn", "--context-units", "8", "--features", "bigram,softlexicon",
-              "--feature-dim", "4"])
-    json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+              "--feature-dim", "4", "--unseen-words", "class", "--own-min-count", "2",
+              "--lexicon-word-dropout", "0.3", "--unlabelled-text", str(unlabelled)])
+    captured = capsys.readouterr()
+    json.loads(captured.out.strip().splitlines()[-1])
+    assert "'unlabelled_texts': {'texts': 2, 'characters': 7}" in captured.err  # the features' info
     import keras
 
     from tfner.export import TextPredictor, export_saved_model
@@ -52,6 +57,8 @@ def test_train_with_context_and_features_then_export(tmp_path, vocab_file, capsy
     tagger = keras.saving.load_model(out / "final.keras")
     assert tagger.context == "idcnn"
     assert [type(f).__name__ for f in tagger.feature_layers] == ["BigramEmbedding", "SoftLexiconEmbedding"]
+    lexicon = tagger.feature_layers[1]
+    assert lexicon.word_dropout == 0.3 and lexicon.num_rows > 0  # class rows, word dropout
     texts = ["王明在北京大学读书，李华去上海", "北京"]
     saved = export_saved_model(tagger, tmp_path / "export")
     assert [r["tags"] for r in TextPredictor(str(saved))(texts)] == predict_tags(tagger, texts)
@@ -70,3 +77,14 @@ def test_train_jit_compile(tmp_path, vocab_file, capsys):
     assert printed["steps"] == 2 and (out / "final.keras").exists()
     fingerprint = json.loads((out / "fingerprint.json").read_text())
     assert fingerprint["train_config"]["jit_compile"] is True
+
+
+def test_feature_flags_without_features_and_a_missing_unlabelled_file_are_one_line_errors(tmp_path, vocab_file,
+                                                                                          capsys):
+    _write(tmp_path / "train.txt", [("王明在北京", ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])])
+    common = ["train", "--preset", "char-bilstm-crf", "--vocab", str(vocab_file), "--train",
+              str(tmp_path / "train.txt"), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    assert cli.main(common + ["--unseen-words", "class"]) == 2
+    assert "--unseen-words shape the input features: add --features" in capsys.readouterr().err
+    assert cli.main(common + ["--features", "softlexicon", "--unlabelled-text", str(tmp_path / "none.txt")]) == 2
+    assert f"{tmp_path / 'none.txt'}: No such file or directory" in capsys.readouterr().err
