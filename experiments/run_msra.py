@@ -212,7 +212,9 @@ def main(argv=None):
 
             vocabulary = CharTokenizer.from_vocab_file(os.path.join(offline, "vocab.txt")).vocabulary
             if args.char_embeddings:
-                embedding_matrix, encoder_used = _char_embeddings(args.char_embeddings, vocabulary)
+                from tfner.encoders import char_embedding_matrix
+
+                embedding_matrix, encoder_used = char_embedding_matrix(args.char_embeddings, vocabulary, seed=args.seed)
         feature_info = None
         if feature_source is not None:
             encoder_used += " + " + args.features.replace(",", " + ")
@@ -378,20 +380,6 @@ def _same_model_already_run(row, encoder_used, used_encoders, results):
         if other != row and enc == encoder_used and other.split("-", 1)[1] == head and other in results:
             return other
     return None
-
-
-def _char_embeddings(spec, vocabulary):
-    """(matrix [V, D], label): from a word2vec file, or an encoder's token embeddings (same vocab)."""
-    from tfner.encoders import load_encoder, load_word2vec_embeddings
-
-    if os.path.isdir(spec):
-        backbone = load_encoder(spec).backbone
-        matrix = backbone.token_embedding.embeddings.numpy()
-        if matrix.shape[0] != len(vocabulary):
-            raise ValueError(f"{spec}: {matrix.shape[0]} token embeddings for a vocabulary of {len(vocabulary)}")
-        return matrix, f"character embeddings from {os.path.basename(spec.rstrip('/'))} (pretrained)"
-    matrix, found = load_word2vec_embeddings(spec, vocabulary)
-    return matrix, f"character embeddings from {os.path.basename(spec)} ({found:,} found, pretrained)"
 
 
 def _encoder_label(source, substituted_for=None):

@@ -179,8 +179,17 @@ def cmd_train(a):
                 word_dropout=a.lexicon_word_dropout, unlabelled_texts=unlabelled or None, seed=a.seed)
             logger.info("input features: %s", info)
             return layers
+    embedding_matrix = None
+    if a.char_embeddings:
+        if vocabulary is None:
+            raise CliError(f"--char-embeddings initialises a character preset's embeddings; {a.preset} "
+                           f"reads characters through its encoder")
+        from tfner.encoders import char_embedding_matrix
+
+        embedding_matrix, what = char_embedding_matrix(a.char_embeddings, vocabulary, seed=a.seed)
+        logger.info("%s", what)
     tagger, tokenizer = build_tagger(
-        a.preset, labels=labels.labels, encoder=encoder, vocabulary=vocabulary,
+        a.preset, labels=labels.labels, encoder=encoder, vocabulary=vocabulary, embedding_matrix=embedding_matrix,
         context=a.context, context_layers=a.context_layers, decoder=a.decoder,
         context_units=a.context_units, dropout=a.dropout, scheme=scheme, features=features,
         precision=a.precision)
@@ -379,6 +388,9 @@ def build_parser():
     t.add_argument("--context-units", type=int, default=128,
                    help="BiLSTM/BiGRU units per direction (CNN/ID-CNN filters, Transformer size)")
     t.add_argument("--context-layers", type=int, default=1, help="stacked context layers")
+    t.add_argument("--char-embeddings", metavar="PATH",
+                   help="character presets: initial character embeddings from a pretrained encoder directory "
+                        "(its token embeddings, matched by token) or a word2vec file")
     t.add_argument("--features", default="",
                    help="input features beside the characters: bigram, softlexicon, or bigram,softlexicon")
     t.add_argument("--lexicon", default="jieba",

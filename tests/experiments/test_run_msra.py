@@ -41,7 +41,7 @@ def test_run_msra_short_run_writes_tables_and_metrics(tmp_path, msra_data_root, 
 
 
 @pytest.mark.slow
-def test_feature_rows_count_unlabelled_test_text_as_statistics(tmp_path, msra_data_root):
+def test_feature_rows_count_unlabelled_test_text_as_statistics(tmp_path, msra_data_root, tiny_encoder_dir):
     # --unlabelled-text test: the test split's words and bigrams join the feature statistics (the
     # SoftLexicon reference code's setting); the run records it in its info and its run name.
     import run_msra
@@ -56,7 +56,7 @@ def test_feature_rows_count_unlabelled_test_text_as_statistics(tmp_path, msra_da
               "--own-min-count", "2", "--max-steps", "2", "--steps-per-epoch", "2", "--train-fraction", "0.004",
               "--test-fraction", "0.02", "--dev-size", "20", "--batch-size", "8", "--feature-dim", "8",
               "--data-dir", str(msra_data_root), "--output-dir", str(out), "--verbose", "0"]
-    run_msra.main(common + ["--run-name", "plain"])
+    run_msra.main(common + ["--run-name", "plain", "--char-embeddings", str(tiny_encoder_dir)])
     run_msra.main(common + ["--unlabelled-text", "test"])
     runs = sorted(p.name for p in out.iterdir())
     assert runs == ["plain", "steps2_train0.004_char-bilstm-crf_bigram+softlexicon_unlabelled-test"]
@@ -70,6 +70,8 @@ def test_feature_rows_count_unlabelled_test_text_as_statistics(tmp_path, msra_da
     assert (features["softlexicon"]["words_in_training_and_unlabelled_text"]
             > plain_features["softlexicon"]["words_in_training_text"])
     assert "unlabelled text (test)" in features["softlexicon"]["vectors"]
+    assert without["rows"]["char-bilstm-crf"]["encoder"] == (  # --char-embeddings, in the row's label
+        f"character embeddings from {tiny_encoder_dir.name} (pretrained; 21,128 of 21,128 tokens) + bigram + softlexicon")
 
 
 def test_arguments_are_validated():

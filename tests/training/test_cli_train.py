@@ -88,3 +88,24 @@ def test_feature_flags_without_features_and_a_missing_unlabelled_file_are_one_li
     assert "--unseen-words shape the input features: add --features" in capsys.readouterr().err
     assert cli.main(common + ["--features", "softlexicon", "--unlabelled-text", str(tmp_path / "none.txt")]) == 2
     assert f"{tmp_path / 'none.txt'}: No such file or directory" in capsys.readouterr().err
+
+
+def test_char_embeddings_from_an_encoder(tmp_path, vocab_file, tiny_encoder_dir, capsys):
+    """`--char-embeddings DIR`: a character preset starts from the encoder's token embeddings."""
+    _write(tmp_path / "train.txt", [("王明在北京", ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])] * 4)
+    common = ["train", "--vocab", str(vocab_file), "--train", str(tmp_path / "train.txt"), "--epochs", "1",
+              "--batch-size", "4", "--context-units", "8", "--char-embeddings", str(tiny_encoder_dir)]
+    assert cli.main(common + ["--preset", "char-bilstm-crf", "--out", str(tmp_path / "run"), "--max-steps", "1",
+                              "--head-lr", "1e-9"]) == 0
+    err = capsys.readouterr().err
+    assert f"character embeddings from {tiny_encoder_dir.name} (pretrained; 21,128 of 21,128 tokens)" in err
+    import keras
+    import numpy as np
+
+    from tfner.encoders import load_encoder
+
+    tagger = keras.saving.load_model(tmp_path / "run" / "final.keras")
+    table = np.asarray(load_encoder(tiny_encoder_dir).backbone.token_embedding.embeddings)
+    np.testing.assert_allclose(np.asarray(tagger.representation.get_weights()[0]), table, atol=1e-5)
+    assert cli.main(common + ["--preset", "bert-crf", "--out", str(tmp_path / "bert")]) == 2
+    assert "--char-embeddings initialises a character preset's embeddings" in capsys.readouterr().err

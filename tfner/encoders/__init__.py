@@ -17,6 +17,7 @@ from tfner.encoders.layers import PretrainedCharEncoder
 from tfner.encoders.layers import load_word2vec_embeddings
 from tfner.encoders.loading import DEFAULT_ENCODER_NAME
 from tfner.encoders.loading import PAPER_HUB_IDS
+from tfner.encoders.loading import char_embedding_matrix
 from tfner.encoders.loading import EncoderBundle
 from tfner.encoders.loading import HubUnavailableError
 from tfner.encoders.loading import default_encoder_path
@@ -35,6 +36,7 @@ __all__ = [
     "HubUnavailableError",
     "PAPER_HUB_IDS",
     "PretrainedCharEncoder",
+    "char_embedding_matrix",
     "default_encoder_path",
     "download_default_encoder",
     "load_encoder",

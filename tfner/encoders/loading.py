@@ -472,6 +472,52 @@ def _load_keras_hub_preset(name, *, num_layers, embeddings_only, random_init, dt
     return EncoderBundle(backbone, vocab_path, kind, f"keras-hub preset {name}", backbone.get_config())
 
 
+def char_embedding_matrix(spec, vocabulary, seed=0):
+    """Initial character embeddings for a character tagger: a pretrained encoder's token
+    embeddings, or word2vec vectors, matched to ``vocabulary`` token by token.
+
+    Args:
+        spec: an encoder directory (anything :func:`load_encoder` reads from a path: a Hugging
+            Face directory or a TF1 checkpoint directory; its token embeddings, with its
+            vocab.txt to match tokens), or a word2vec file (:func:`load_word2vec_embeddings`).
+        vocabulary: the tagger's tokens; row ``i`` of the matrix is for token ``i``.
+        seed: seed of the random rows of tokens the source lacks (their number is logged).
+
+    Returns:
+        ``(matrix [len(vocabulary), D] float32, description)``.
+
+    Example:
+    >>> matrix, what = char_embedding_matrix(default_encoder_path(), ["[PAD]", "北", "南"])
+    >>> matrix.shape, what
+    ((3, 128), 'character embeddings from tiny-bert-zh-L2-H128 (pretrained; 3 of 3 tokens)')
+    """
+    from tfner.encoders.layers import load_word2vec_embeddings
+
+    vocabulary = list(vocabulary)
+    name = os.path.basename(str(spec).rstrip("/"))
+    if not os.path.isdir(spec):
+        matrix, found = load_word2vec_embeddings(spec, vocabulary, seed=seed)
+        return matrix, f"character embeddings from {name} ({found:,} of {len(vocabulary):,} tokens, pretrained)"
+    bundle = load_encoder(spec, embeddings_only=True)
+    table = np.asarray(bundle.backbone.token_embedding.embeddings, dtype=np.float32)
+    if bundle.vocab_path is None:
+        raise ValueError(f"{spec}: no vocab.txt beside the weights, so its embeddings cannot be matched "
+                         f"to characters; copy the vocab.txt published with this encoder there")
+    with open(bundle.vocab_path, encoding="utf-8") as f:
+        index = {}
+        for i, line in enumerate(f):
+            index.setdefault(line.rstrip("\n"), i)
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0, float(table.std()), size=(len(vocabulary), table.shape[1])).astype(np.float32)
+    rows = [(i, index[t]) for i, t in enumerate(vocabulary) if t in index and index[t] < len(table)]
+    for i, j in rows:
+        matrix[i] = table[j]
+    if len(rows) < len(vocabulary):
+        logger.warning("%s: %d of %d vocabulary tokens have no embedding there; initialised randomly",
+                       spec, len(vocabulary) - len(rows), len(vocabulary))
+    return matrix, f"character embeddings from {name} (pretrained; {len(rows):,} of {len(vocabulary):,} tokens)"
+
+
 def truncate_backbone(backbone, *, num_layers=None, embeddings_only=False):
     """A copy of a keras-hub backbone with only its first layers and/or only its embeddings.
 
