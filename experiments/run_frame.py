@@ -87,10 +87,9 @@ class FrameArgs:
         if self.study not in ("grid", "cluener-decoders"):
             raise ValueError(f"--study must be grid or cluener-decoders, got {self.study!r}")
         if self.readme:  # checked now, not after an hour of training
-            marker = f"<!-- frame-{self.study}:start -->"
-            text = open(self.readme, encoding="utf-8").read() if os.path.isfile(self.readme) else ""
-            if marker not in text:
-                raise ValueError(f"--readme {self.readme}: no {marker} marker (or no such file)")
+            from tfner.evaluation.reports import check_markers
+
+            check_markers(self.readme, f"frame-{self.study}")
         if self.corpus not in ("msra", "cluener"):
             raise ValueError(f"--corpus must be msra or cluener, got {self.corpus!r}")
         if self.representation not in ("char", "encoder"):

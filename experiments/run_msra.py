@@ -136,9 +136,11 @@ class MsraArgs:
         from tfner.features import parse_features
 
         parse_features(self.features)
-        for part in [p.strip() for p in self.unlabelled_text.split(",") if p.strip()]:
+        for part in _parts(self.unlabelled_text):
             if part not in ("dev", "test") and not os.path.isfile(part):
                 raise ValueError(f"--unlabelled-text: {part!r} is neither dev nor test nor a file")
+        if self.unlabelled_text and not self.features:
+            raise ValueError("--unlabelled-text feeds the input features' statistics: add --features")
 
     def row_list(self):
         return [r.strip() for r in self.rows.split(",") if r.strip()]
@@ -336,21 +338,23 @@ class _FeatureSource:
 def _unlabelled_texts(spec, splits):
     """``--unlabelled-text``: the raw texts of the named splits (``dev``, ``test``) and of files
     (one text per line), in order; their tags are never read."""
+    from tfner.features import read_unlabelled_texts
+
     texts = []
-    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+    for part in _parts(spec):
         if part in splits:
             texts.extend("".join(s.chars) for s in splits[part])
             logger.warning("--unlabelled-text: the %s text (%d sentences) counts as lexicon/bigram statistics "
                            "(words, counts, gensim vectors), as in the SoftLexicon reference code; its tags "
                            "are not read", part, len(splits[part]))
-        elif os.path.isfile(part):
-            with open(part, encoding="utf-8") as f:
-                lines = [line.strip() for line in f]
-            texts.extend(line for line in lines if line)
-            logger.info("--unlabelled-text: %d texts from %s", sum(1 for line in lines if line), part)
         else:
-            raise ValueError(f"--unlabelled-text: {part!r} is neither {' nor '.join(sorted(splits))} nor a file")
+            texts.extend(read_unlabelled_texts(part))
     return texts
+
+
+def _parts(spec):
+    """The non-empty items of a comma-separated argument."""
+    return [p.strip() for p in spec.split(",") if p.strip()]
 
 
 def _check_export(tagger, test, pred, out_dir):
@@ -409,7 +413,7 @@ def _default_run_name(args):
     if args.features:
         parts.append(args.features.replace(",", "+"))
     if args.unlabelled_text:
-        parts.append("unlabelled-" + "+".join(os.path.basename(p.strip()) for p in args.unlabelled_text.split(",")))
+        parts.append("unlabelled-" + "+".join(os.path.basename(p) for p in _parts(args.unlabelled_text)))
     return "_".join(parts)
 
 

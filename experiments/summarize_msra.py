@@ -72,7 +72,10 @@ def main(argv=None):
     if args.readme:
         from tfner.evaluation.reports import write_between_markers
 
-        write_between_markers(args.readme, "msra-results", table.split("\n", 2)[2])  # without the title
+        try:
+            write_between_markers(args.readme, "msra-results", table.split("\n", 2)[2])  # without the title
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     print(table)
 
 

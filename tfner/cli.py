@@ -149,6 +149,7 @@ def cmd_train(a):
         logger.info("encoder: %s (the default; --encoder to choose another)", encoder)
     features = None
     feature_only = [flag for flag, used in (("--unlabelled-text", a.unlabelled_text),
+                                            ("--bigram-min-count", a.bigram_min_count != 1),
                                             ("--unseen-words", a.unseen_words != "drop"),
                                             ("--own-min-count", a.own_min_count != 1),
                                             ("--lexicon-word-dropout", a.lexicon_word_dropout)) if used]
@@ -163,13 +164,10 @@ def cmd_train(a):
             bigram_vectors = load_vectors(a.bigram_vectors) if a.bigram_vectors else None
         except (ValueError, OSError) as error:
             raise CliError(str(error)) from None
-        unlabelled = []
-        for path in a.unlabelled_text or ():
-            with open(path, encoding="utf-8-sig") as f:
-                lines = [line.strip() for line in f]
-            unlabelled.extend(line for line in lines if line)
-            logger.info("--unlabelled-text %s: %d texts (feature statistics; no tags read)",
-                        path, sum(1 for line in lines if line))
+        from tfner.features import read_unlabelled_texts
+
+        unlabelled = [text for path in a.unlabelled_text or ()
+                      for text in read_unlabelled_texts(path, a.encoding or "utf-8-sig")]
 
         def features(tokenizer):
             layers, info = build_input_features(
@@ -395,8 +393,10 @@ def build_parser():
                    help="input features beside the characters: bigram, softlexicon, or bigram,softlexicon")
     t.add_argument("--lexicon", default="jieba",
                    help="SoftLexicon words: 'jieba' (its dictionary), a word list or a word2vec file")
-    t.add_argument("--word-vectors", help="word2vec file for the lexicon words (default: gensim on --train)")
-    t.add_argument("--bigram-vectors", help="word2vec file for the bigrams (default: gensim on --train)")
+    t.add_argument("--word-vectors",
+                   help="word2vec file for the lexicon words (default: gensim on --train and --unlabelled-text)")
+    t.add_argument("--bigram-vectors",
+                   help="word2vec file for the bigrams (default: gensim on --train and --unlabelled-text)")
     t.add_argument("--feature-dim", type=int, default=50, help="bigram and lexicon vector size")
     t.add_argument("--max-word-length", type=int, default=6, help="longest lexicon word matched")
     t.add_argument("--bigram-min-count", type=int, default=1, help="rarer bigrams share the unknown id")
@@ -404,14 +404,15 @@ def build_parser():
                    help="lexicon words absent from the training text: drop them, or keep them with one vector "
                         "per word length (shared) or per lexicon class, e.g. jieba's part-of-speech tag (class)")
     t.add_argument("--own-min-count", type=int, default=1,
-                   help="with --unseen-words shared/class: training words counted fewer times share those "
-                        "vectors too, so they are trained (the MSRA recipe: 2)")
+                   help="with --unseen-words shared/class: words counted fewer times in the training text share "
+                        "those vectors too, so they are trained (the MSRA recipe: 2); words of --unlabelled-text "
+                        "with an initial vector count there too")
     t.add_argument("--lexicon-word-dropout", type=float, default=0.0,
                    help="with --unseen-words shared/class: in training, a word with its own vector uses its "
                         "shared one with this probability (the MSRA recipe: 0.3)")
     t.add_argument("--unlabelled-text", action="append", metavar="FILE",
-                   help="raw in-domain text, one text per line (repeatable): its bigrams and lexicon words join "
-                        "the feature statistics and the gensim vectors; no tags are read")
+                   help="raw in-domain text, one text per line, read with --encoding (repeatable): its bigrams "
+                        "and lexicon words join the feature statistics and the gensim vectors; no tags are read")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout rate")
     t.add_argument("--seed", type=int, default=42, help="random seed (weights, data order, dropout)")
     t.add_argument("--strategy", default="none",

@@ -19,3 +19,8 @@ def test_markers_are_kept_and_a_missing_marker_names_the_file(tmp_path):
     assert readme.read_text(encoding="utf-8") == "a\n<!-- x:start -->\nthree\n<!-- x:end -->\nb\n<!-- y:start -->\n"
     with pytest.raises(ValueError, match=r"README.md: markers <!-- y:start --> / <!-- y:end --> not found"):
         reports.write_between_markers(readme, "y", "z")
+    readme.write_text("<!-- z:end -->\n<!-- z:start -->\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="<!-- z:end --> comes before <!-- z:start -->"):
+        reports.write_between_markers(readme, "z", "body")
+    with pytest.raises(ValueError, match="no-such.md"):
+        reports.check_markers(tmp_path / "no-such.md", "z")

@@ -67,8 +67,9 @@ def test_feature_rows_count_unlabelled_test_text_as_statistics(tmp_path, msra_da
     assert features["unlabelled_texts"]["texts"] == with_test["data"]["test"]["sentences"]
     assert "unlabelled_texts" not in plain_features
     assert features["bigram"]["bigrams"] > plain_features["bigram"]["bigrams"]
-    assert (features["softlexicon"]["words_in_training_and_unlabelled_text"]
-            > plain_features["softlexicon"]["words_in_training_text"])
+    # test-text words that gensim gave a vector (it saw the test text) and that are counted twice
+    # get rows of their own
+    assert features["softlexicon"]["own_vectors"] > plain_features["softlexicon"]["own_vectors"]
     assert "unlabelled text (test)" in features["softlexicon"]["vectors"]
     assert without["rows"]["char-bilstm-crf"]["encoder"] == (  # --char-embeddings, in the row's label
         f"character embeddings from {tiny_encoder_dir.name} (pretrained; 21,128 of 21,128 tokens) + bigram + softlexicon")
@@ -82,4 +83,6 @@ def test_arguments_are_validated():
     with pytest.raises(SystemExit):
         run_msra.main(["--train-fraction", "0"])
     with pytest.raises(SystemExit):
-        run_msra.main(["--unlabelled-text", "test,no/such/file.txt"])
+        run_msra.main(["--unlabelled-text", "test,no/such/file.txt", "--features", "bigram"])
+    with pytest.raises(SystemExit):  # statistics of features that are not there
+        run_msra.main(["--unlabelled-text", "test"])

@@ -23,9 +23,10 @@ def _tokenizer(vocab=VOCAB):
 
 
 def test_docstring_examples():
+    import tfner.features
     from tfner.features import bigrams, lexicon, vectors
 
-    for module in (bigrams, lexicon, vectors):
+    for module in (tfner.features, bigrams, lexicon, vectors):
         assert doctest.testmod(module).failed == 0
 
 
@@ -313,35 +314,55 @@ def test_word_dropout_swaps_own_vectors_for_shared_ones_in_training_only(tmp_pat
 
 
 def test_unlabelled_texts_count_as_lexicon_and_bigram_statistics(tmp_path):
-    # unlabelled_texts (the reference code's train+dev+test statistics): their words are counted and
-    # kept with vectors of their own, their bigrams join the vocabulary, gensim sees them; the
-    # training text alone gives neither.
+    # unlabelled_texts (the reference code's train+dev+test statistics): their words are counted
+    # (frequency weights), their bigrams join the vocabulary, gensim sees them. A word only they
+    # contain gets a row of its own only with an initial vector (nothing would train it otherwise).
     from tfner.features import build_input_features
 
     tokenizer = _tokenizer()
     lexicon_file = tmp_path / "words.txt"
     lexicon_file.write_text("北京 5 ns\n大学 9 n\n南京 3 ns\n人民 7 n\n", encoding="utf-8")
-    common = dict(lexicon=str(lexicon_file), dim=3, max_word_length=4, unseen_words="class", own_min_count=2,
+    common = dict(lexicon=str(lexicon_file), dim=3, max_word_length=4, own_min_count=2,
                   train_vectors_if_missing=False)
-    texts = ["北京大学", "北京大学"]
-    (bigrams, plain), plain_info = build_input_features(texts, tokenizer, ["bigram", "softlexicon"], **common)
+    texts, unlabelled = ["北京大学", "北京大学"], ["南京人民", "南京"]
+    (bigrams, plain), plain_info = build_input_features(texts, tokenizer, ["bigram", "softlexicon"],
+                                                       unseen_words="class", **common)
     (more_bigrams, layer), info = build_input_features(texts, tokenizer, ["bigram", "softlexicon"],
-                                                       unlabelled_texts=["南京人民", "南京"], **common)
+                                                       unseen_words="class", unlabelled_texts=unlabelled, **common)
     assert "unlabelled_texts" not in plain_info
     assert info["unlabelled_texts"] == {"texts": 2, "characters": 6}
-    assert info["softlexicon"]["own_vectors"] == 3 and plain_info["softlexicon"]["own_vectors"] == 2
-    assert info["softlexicon"]["words_in_training_and_unlabelled_text"] == 4
     assert more_bigrams.num_bigrams == bigrams.num_bigrams + 5  # 南京 京人 人民 民</s> 京</s>
-    for built in (plain, layer):
+
+    def rows_and_frequency(built):
         built.build()
-    rows = dict(zip(layer.words, np.asarray(layer.word_row)[1:].tolist()))
-    plain_rows = dict(zip(plain.words, np.asarray(plain.word_row)[1:].tolist()))
-    assert rows["南京"] > 2 and plain_rows["南京"] == 2  # counted twice: its own row; else its ns row
-    assert rows["人民"] == 1  # counted once (< own_min_count): still the n row
-    frequency = dict(zip(layer.words, np.asarray(layer.frequency)[1:].tolist()))
-    assert frequency["南京"] == frequency["北京"] == 3.0 and frequency["人民"] == 2.0  # 1 + count
+        rows = dict(zip(built.words, np.asarray(built.word_row)[1:].tolist()))
+        return rows, dict(zip(built.words, np.asarray(built.frequency)[1:].tolist()))
+
+    rows, frequency = rows_and_frequency(layer)
+    plain_rows, plain_frequency = rows_and_frequency(plain)
+    assert info["softlexicon"]["own_vectors"] == plain_info["softlexicon"]["own_vectors"] == 2  # 北京 大学
+    assert rows["南京"] == plain_rows["南京"] == 2  # no initial vector: its ns row, as without the text
+    assert frequency["南京"] == 3.0 and plain_frequency["南京"] == 1.0  # 1 + count: the text counts
+    assert frequency["北京"] == 3.0 and frequency["人民"] == 2.0
+
+    vector = np.array([0.5, -0.5, 0.25], "float32")  # with an initial vector it gets its own row
+    (with_vector,), info = build_input_features(texts, tokenizer, ["softlexicon"], unseen_words="class",
+                                                unlabelled_texts=unlabelled, word_vectors={"南京": vector},
+                                                **common)
+    rows, _ = rows_and_frequency(with_vector)
+    assert info["softlexicon"]["own_vectors"] == 3 and rows["南京"] > 2  # (人民: counted once, n row)
+    np.testing.assert_array_equal(np.asarray(with_vector.embeddings)[rows["南京"]], vector)
+    (dropped,), _ = build_input_features(texts, tokenizer, ["softlexicon"], unseen_words="drop",
+                                         unlabelled_texts=unlabelled, **dict(common, own_min_count=1))
+    assert sorted(dropped.words) == ["北京", "大学"]  # unseen_words="drop": only the text's words lack vectors
+    (kept,), _ = build_input_features(texts, tokenizer, ["softlexicon"], unseen_words="drop",
+                                      unlabelled_texts=unlabelled, word_vectors={"南京": vector},
+                                      **dict(common, own_min_count=1))
+    assert sorted(kept.words) == ["北京", "南京", "大学"]
     with pytest.raises(TypeError, match="list of texts"):
         build_input_features(texts, tokenizer, ["bigram"], unlabelled_texts="南京人民", **common)
+    with pytest.raises(ValueError, match="own_min_count"):
+        build_input_features(texts, tokenizer, ["softlexicon"], unseen_words="drop", **common)
 
 
 def test_initial_vectors_from_a_file_from_keyed_vectors_trained_or_none(tmp_path):

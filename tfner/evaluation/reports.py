@@ -121,10 +121,28 @@ def write_between_markers(path, name, body):
     import pathlib
 
     path = pathlib.Path(path)
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end = check_markers(path, name)
     text = path.read_text(encoding="utf-8")
-    if start not in text or end not in text:
-        raise ValueError(f"{path}: markers {start} / {end} not found")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{start}\n{body.rstrip()}\n{end}{tail}", encoding="utf-8")
+
+
+def check_markers(path, name):
+    """The ``(start, end)`` markers of block ``name`` in the file ``path``, after checking that
+    both are there, start first (so a script can check before an hour of work, not after).
+
+    Raises:
+        ValueError: no such file, a missing marker, or the end marker before the start marker.
+    """
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror or error}") from None
+    if start not in text or end not in text:
+        raise ValueError(f"{path}: markers {start} / {end} not found")
+    if text.index(end) < text.index(start):
+        raise ValueError(f"{path}: {end} comes before {start}")
+    return start, end

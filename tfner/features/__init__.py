@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import logging
 
 from tfner.features.bigrams import BigramEmbedding, bigram_keys, bigram_strings
@@ -101,7 +102,7 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
                                             min_count=bigram_min_count, vectors=vectors, seed=seed)
         layers.append(layer)
         info["bigram"] = {"bigrams": layer.num_bigrams, "dim": dim, "min_count": bigram_min_count,
-                          "vectors": _describe(bigram_vectors, vectors)}
+                          "vectors": _describe(bigram_vectors, vectors, bool(unlabelled))}
     if "softlexicon" in names:
         source = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
         texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in statistics]
@@ -110,33 +111,86 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
         if word_dropout and unseen_words == "drop":
             raise ValueError("word_dropout swaps in the shared vectors of unseen_words='shared' or 'class'; "
                              "with unseen_words='drop' there are none")
+        if own_min_count > 1 and unseen_words == "drop":
+            raise ValueError("own_min_count gives rare words the shared vectors of unseen_words='shared' or "
+                             "'class'; with unseen_words='drop' there are none")
         if unseen_words == "class" and not source.classes:
             raise ValueError(f"unseen_words='class' needs a lexicon with word classes (jieba's dictionary, "
                              f"or a word list with 'word count class' lines); {source.source} has none")
-        fitted = source.fit_to_corpus(texts, max_word_length=max_word_length) if fit_lexicon else source
-        own, in_training_text = None, len(fitted)
+        vectors = _initial_vectors(word_vectors, train_word_vectors, statistics, dim, seed,
+                                   train_vectors_if_missing)
+
+        def has_vector(word):
+            return vectors is not None and word in vectors
+
+        if not fit_lexicon:
+            fitted = source
+            training_counts = fitted.counts
+        else:
+            fitted = source.fit_to_corpus(texts[:len(sentences)], max_word_length=max_word_length)
+            training_counts = fitted.counts
+            if unlabelled:
+                extra = source.fit_to_corpus(unlabelled, max_word_length=max_word_length, corpus="unlabelled text")
+                counts = collections.Counter(fitted.counts)
+                counts.update(extra.counts)
+                if unseen_words == "drop":  # a word only the unlabelled text has would get a row of its
+                    # own that nothing trains: kept only with an initial vector
+                    counts = {w: n for w, n in counts.items() if w in training_counts or has_vector(w)}
+                fitted = Lexicon(counts, source=f"{source.source} (fitted to the training and unlabelled text)",
+                                 classes=source.classes)
+        own, in_training_text = None, len(training_counts)
         if unseen_words != "drop":
-            own = {w for w, n in fitted.counts.items() if own_min_count <= 1 or n >= own_min_count}
+            # a vector of its own: trained often enough, or (unlabelled text) counted often enough
+            # with an initial vector; the others share the length / class rows
+            own = {w for w, n in fitted.counts.items()
+                   if own_min_count <= 1 or training_counts.get(w, 0) >= own_min_count
+                   or (n >= own_min_count and has_vector(w))}
             counts = {w: 0 for w in source.counts if len(w) <= max_word_length}
             counts.update(fitted.counts)
             where = "training and unlabelled text" if unlabelled else "training text"
             fitted = Lexicon(counts, source=f"{source.source} (words of the {where} counted there)",
                              classes=source.classes)
-        vectors = _initial_vectors(word_vectors, train_word_vectors, statistics, dim, seed,
-                                   train_vectors_if_missing)
         layer = SoftLexiconEmbedding.from_lexicon(fitted, tokenizer, embedding_dim=dim,
                                                   max_word_length=max_word_length, vectors=vectors, seed=seed,
                                                   own_vectors=own, word_dropout=word_dropout,
                                                   share_by="class" if unseen_words == "class" else "length")
         layers.append(layer)
         info["softlexicon"] = {"lexicon": source.source, "lexicon_words": len(source),
-                               ("words_in_training_and_unlabelled_text" if unlabelled
-                                else "words_in_training_text"): in_training_text, "words_used": layer.num_words,
+                               "words_in_training_text": in_training_text, "words_used": layer.num_words,
                                "max_word_length": max_word_length, "dim": dim, "unseen_words": unseen_words,
                                "own_min_count": own_min_count, "word_dropout": word_dropout,
                                "own_vectors": None if own is None else len(own),
-                               "vectors": _describe(word_vectors, vectors)}
+                               "vectors": _describe(word_vectors, vectors, bool(unlabelled))}
     return layers, info
+
+
+def read_unlabelled_texts(path, encoding="utf-8-sig"):
+    """The non-empty lines of a raw text file (``unlabelled_texts`` for :func:`build_input_features`).
+
+    Raises:
+        ValueError: the file cannot be decoded with ``encoding`` (the message names the file and
+            line), or it has no text at all.
+
+    Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "raw.txt")
+    >>> _ = open(path, "w", encoding="utf-8").write("\\ufeff张三去南京\\n\\n  南京  \\n")
+    >>> read_unlabelled_texts(path)
+    ['张三去南京', '南京']
+    """
+    texts = []
+    with open(path, encoding=encoding) as f:
+        line_number = 0
+        try:
+            for line_number, line in enumerate(f, 1):
+                if line.strip():
+                    texts.append(line.strip())
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}:{line_number + 1}: not {encoding} text ({error.reason})") from None
+    if not texts:
+        raise ValueError(f"{path}: no text (every line is empty)")
+    logger.info("%s: %d unlabelled texts, %d characters", path, len(texts), sum(map(len, texts)))
+    return texts
 
 
 def _unlabelled(texts):
@@ -161,9 +215,10 @@ def _initial_vectors(given, train, sentences, dim, seed, train_if_missing):
     return given
 
 
-def _describe(given, vectors):
+def _describe(given, vectors, with_unlabelled=False):
     if isinstance(given, str):
         return given
     if given is not None:
         return "given"
-    return "gensim word2vec trained on the training text" if vectors is not None else "random"
+    text = "the training and unlabelled text" if with_unlabelled else "the training text"
+    return f"gensim word2vec trained on {text}" if vectors is not None else "random"

@@ -179,12 +179,13 @@ class Lexicon:
                     found.append((start, end, word))
         return found
 
-    def fit_to_corpus(self, texts, max_word_length=None, min_count=1):
+    def fit_to_corpus(self, texts, max_word_length=None, min_count=1, corpus="training text"):
         """The words that occur in ``texts``, counted with SoftLexicon's rule.
 
         A match counts unless it lies strictly inside another match of the same text (so 北京 in
         北京大学 does not count when 北京大学 is a word). Words matched fewer than ``min_count``
-        times in total (inside longer ones included) are left out.
+        times in total (inside longer ones included) are left out. ``corpus`` names the texts in
+        the log line.
 
         Returns:
             a new :class:`Lexicon` whose counts are the corpus counts.
@@ -205,8 +206,8 @@ class Lexicon:
                 if before[start] < end and longest[start] == end:  # inside no other match
                     counted[word] += 1
         kept = {w: counted.get(w, 0) for w, n in seen.items() if n >= min_count}
-        logger.info("lexicon %s: %d of %d words occur in the training text (max length %s); "
-                    "%d left out", self.source, len(kept), len(self), max_word_length, len(self) - len(kept))
+        logger.info("lexicon %s: %d of %d words occur in the %s (max length %s); %d left out",
+                    self.source, len(kept), len(self), corpus, max_word_length, len(self) - len(kept))
         return Lexicon(kept, source=f"{self.source} (fitted to a corpus)", classes=self.classes)
 
 
