@@ -143,7 +143,7 @@ class MsraArgs:
             raise ValueError("--unlabelled-text feeds the input features' statistics: add --features")
 
     def row_list(self):
-        return [r.strip() for r in self.rows.split(",") if r.strip()]
+        return _parts(self.rows)
 
 
 def main(argv=None):

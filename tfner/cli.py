@@ -156,7 +156,7 @@ def cmd_train(a):
     if feature_only and not a.features:
         raise CliError(f"{', '.join(feature_only)} shape the input features: add --features bigram,softlexicon")
     if a.features:
-        from tfner.features import build_input_features, load_vectors, parse_features
+        from tfner.features import build_input_features, load_vectors, parse_features, read_unlabelled_texts
 
         try:
             names = parse_features(a.features)
@@ -164,10 +164,8 @@ def cmd_train(a):
             bigram_vectors = load_vectors(a.bigram_vectors) if a.bigram_vectors else None
         except (ValueError, OSError) as error:
             raise CliError(str(error)) from None
-        from tfner.features import read_unlabelled_texts
-
         unlabelled = [text for path in a.unlabelled_text or ()
-                      for text in read_unlabelled_texts(path, a.encoding or "utf-8-sig")]
+                      for text in read_unlabelled_texts(path, a.encoding)]
 
         def features(tokenizer):
             layers, info = build_input_features(

@@ -93,7 +93,7 @@ def test_feature_flags_without_features_and_a_missing_unlabelled_file_are_one_li
     assert f"{tmp_path / 'empty.txt'}: no text (every line is empty)" in capsys.readouterr().err
     (tmp_path / "gbk.txt").write_bytes("南京".encode("gb18030"))
     assert cli.main(common + ["--features", "softlexicon", "--unlabelled-text", str(tmp_path / "gbk.txt")]) == 2
-    assert f"{tmp_path / 'gbk.txt'}:1: not utf-8-sig text" in capsys.readouterr().err
+    assert f"{tmp_path / 'gbk.txt'}:1: not valid UTF-8 (looks like GBK / GB18030" in capsys.readouterr().err
 
 
 def test_char_embeddings_from_an_encoder(tmp_path, vocab_file, tiny_encoder_dir, capsys):

@@ -26,6 +26,7 @@ from tfner.features.lexicon import (
     softlexicon_slots,
 )
 from tfner.features.vectors import (
+    _texts,
     load_vectors,
     train_bigram_vectors,
     train_char_vectors,
@@ -81,9 +82,10 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
         unlabelled_texts: raw texts (strings) without tags that count as statistics too, as in the
             SoftLexicon reference code, which builds its lexicon statistics from the train, dev
             and test text: their bigrams join the vocabulary, their lexicon words are counted
-            (frequency weights, ``own_min_count``) and kept, and the gensim vectors (when trained
-            here) see them, so a word that only they contain gets a vector from its contexts.
-            Their tags are never read. None: the training text alone.
+            (frequency weights, ``own_min_count``), and the gensim vectors (when trained
+            here) see them, so a word that only they contain gets a vector from its contexts; such
+            a word gets a row of its own only with an initial vector (else its shared row, or it
+            is left out with ``"drop"``). Their tags are never read. None: the training text alone.
 
     Returns:
         ``(layers, info)``: the layers in ``features`` order and a dict describing them.
@@ -105,7 +107,7 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
                           "vectors": _describe(bigram_vectors, vectors, bool(unlabelled))}
     if "softlexicon" in names:
         source = lexicon if isinstance(lexicon, Lexicon) else Lexicon.load(lexicon)
-        texts = ["".join(s.chars) if hasattr(s, "chars") else "".join(s) for s in statistics]
+        texts = list(_texts(sentences))
         if unseen_words not in ("drop", "shared", "class"):
             raise ValueError(f"unseen_words must be 'drop', 'shared' or 'class', got {unseen_words!r}")
         if word_dropout and unseen_words == "drop":
@@ -127,7 +129,7 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
             fitted = source
             training_counts = fitted.counts
         else:
-            fitted = source.fit_to_corpus(texts[:len(sentences)], max_word_length=max_word_length)
+            fitted = source.fit_to_corpus(texts, max_word_length=max_word_length)
             training_counts = fitted.counts
             if unlabelled:
                 extra = source.fit_to_corpus(unlabelled, max_word_length=max_word_length, corpus="unlabelled text")
@@ -164,12 +166,13 @@ def build_input_features(sentences, tokenizer, features=("bigram", "softlexicon"
     return layers, info
 
 
-def read_unlabelled_texts(path, encoding="utf-8-sig"):
-    """The non-empty lines of a raw text file (``unlabelled_texts`` for :func:`build_input_features`).
+def read_unlabelled_texts(path, encoding=None):
+    """The non-empty lines of a raw text file (``unlabelled_texts`` for :func:`build_input_features`),
+    read like a corpus file (:func:`tfner.data.textio.read_lines`: UTF-8 or a byte-order mark by
+    default, else ``encoding``).
 
     Raises:
-        ValueError: the file cannot be decoded with ``encoding`` (the message names the file and
-            line), or it has no text at all.
+        ValueError: undecodable bytes (``CorpusError``, ``"path:line: ..."``), or no text at all.
 
     Example:
     >>> import os, tempfile
@@ -178,15 +181,9 @@ def read_unlabelled_texts(path, encoding="utf-8-sig"):
     >>> read_unlabelled_texts(path)
     ['张三去南京', '南京']
     """
-    texts = []
-    with open(path, encoding=encoding) as f:
-        line_number = 0
-        try:
-            for line_number, line in enumerate(f, 1):
-                if line.strip():
-                    texts.append(line.strip())
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}:{line_number + 1}: not {encoding} text ({error.reason})") from None
+    from tfner.data.textio import read_lines
+
+    texts = [line.strip() for line in read_lines(path, encoding) if line.strip()]
     if not texts:
         raise ValueError(f"{path}: no text (every line is empty)")
     logger.info("%s: %d unlabelled texts, %d characters", path, len(texts), sum(map(len, texts)))
@@ -200,8 +197,7 @@ def _unlabelled(texts):
         return []
     if isinstance(texts, str):
         raise TypeError("unlabelled_texts must be a list of texts, not one string")
-    texts = ["".join(t.chars) if hasattr(t, "chars") else "".join(t) for t in texts]
-    return [t for t in texts if t]
+    return [t for t in _texts(texts) if t]
 
 
 def _initial_vectors(given, train, sentences, dim, seed, train_if_missing):
